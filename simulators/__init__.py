@@ -1,0 +1,1 @@
+"""Protocol simulators that serve one moving plant model over real TCP."""
