@@ -1,0 +1,1 @@
+"""Modbus TCP: config, register codec, request planning and the pymodbus connector."""

@@ -1,0 +1,145 @@
+"""Decode and encode Modbus register words into typed values, for every byte order.
+
+Registers travel as big-endian 16-bit words. Name a value's bytes A, B, C, D... from most
+to least significant; the byte order says in which wire position each byte sits:
+
+    float32 12.5 = 0x41480000, bytes A=41 B=48 C=00 D=00
+    ABCD  registers [0x4148, 0x0000]   (big-endian, Modicon convention)
+    CDAB  registers [0x0000, 0x4148]   (word swap)
+    BADC  registers [0x4841, 0x0000]   (byte swap)
+    DCBA  registers [0x0000, 0x4841]   (little-endian)
+
+64-bit values use ABCDEFGH, GHEFCDAB, BADCFEHG, HGFEDCBA; the 32-bit names are accepted
+and mean the same pattern (ABCD = ABCDEFGH, CDAB = GHEFCDAB, BADC = BADCFEHG, DCBA = HGFEDCBA).
+16-bit values only see the byte swap (BADC, DCBA). Strings hold two characters per
+register, first character in the high byte unless the order swaps bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+from functools import cache
+from typing import Literal
+
+ByteOrder = Literal["ABCD", "CDAB", "BADC", "DCBA", "ABCDEFGH", "GHEFCDAB", "BADCFEHG", "HGFEDCBA"]
+DataType = Literal[
+    "bool",
+    "int16",
+    "uint16",
+    "int32",
+    "uint32",
+    "int64",
+    "uint64",
+    "float32",
+    "float64",
+    "string",
+]
+
+BYTE_ORDERS: tuple[ByteOrder, ...] = (
+    "ABCD",
+    "CDAB",
+    "BADC",
+    "DCBA",
+    "ABCDEFGH",
+    "GHEFCDAB",
+    "BADCFEHG",
+    "HGFEDCBA",
+)
+_AS_64: dict[str, str] = {
+    "ABCD": "ABCDEFGH",
+    "CDAB": "GHEFCDAB",
+    "BADC": "BADCFEHG",
+    "DCBA": "HGFEDCBA",
+}
+_AS_32: dict[str, str] = {v: k for k, v in _AS_64.items()}
+_STRUCT: dict[str, str] = {
+    "int16": ">h",
+    "uint16": ">H",
+    "int32": ">i",
+    "uint32": ">I",
+    "int64": ">q",
+    "uint64": ">Q",
+    "float32": ">f",
+    "float64": ">d",
+}
+_WIDTH: dict[str, int] = {
+    "bool": 1,
+    "int16": 1,
+    "uint16": 1,
+    "int32": 2,
+    "uint32": 2,
+    "float32": 2,
+    "int64": 4,
+    "uint64": 4,
+    "float64": 4,
+}
+
+Number = int | float
+
+
+def register_count(data_type: DataType, length: int | None = None) -> int:
+    """How many 16-bit registers a value of this type occupies."""
+    if data_type == "string":
+        if not length:
+            raise ValueError("a string needs a length in registers")
+        return length
+    return _WIDTH[data_type]
+
+
+def swaps_bytes(order: ByteOrder) -> bool:
+    """True when the order swaps the two bytes inside each register."""
+    return order in ("BADC", "DCBA", "BADCFEHG", "HGFEDCBA")
+
+
+@cache
+def _permutation(order: str, width: int) -> tuple[int, ...]:
+    """For each canonical (big-endian) byte position, the wire position that holds it."""
+    if width == 2:
+        return (1, 0) if swaps_bytes(order) else (0, 1)  # type: ignore[arg-type]
+    pattern = _AS_64.get(order, order) if width == 8 else _AS_32.get(order, order)
+    if len(pattern) != width:
+        raise ValueError(f"byte order {order} does not fit a {width * 8}-bit value")
+    return tuple(pattern.index(chr(ord("A") + i)) for i in range(width))
+
+
+def registers_to_bytes(registers: list[int] | tuple[int, ...]) -> bytes:
+    """The wire bytes of a run of registers."""
+    return b"".join(r.to_bytes(2, "big") for r in registers)
+
+
+def decode(registers: list[int] | tuple[int, ...], data_type: DataType, order: ByteOrder) -> Number | str:
+    """Decode the registers of one value (exactly its width) into a Python value."""
+    wire = registers_to_bytes(registers)
+    if data_type == "string":
+        if swaps_bytes(order):
+            wire = b"".join(wire[i + 1 : i + 2] + wire[i : i + 1] for i in range(0, len(wire), 2))
+        return wire.split(b"\x00", 1)[0].decode("latin-1").rstrip(" \x00")
+    if data_type == "bool":
+        return registers[0] != 0
+    width = len(wire)
+    perm = _permutation(order, width)
+    canonical = bytes(wire[p] for p in perm)
+    value: Number = struct.unpack(_STRUCT[data_type], canonical)[0]
+    return value
+
+
+def encode(value: Number | str | bool, data_type: DataType, order: ByteOrder, length: int | None = None) -> list[int]:
+    """Encode a Python value into registers, the exact inverse of :func:`decode`."""
+    if data_type == "string":
+        count = register_count("string", length)
+        raw = str(value).encode("latin-1")
+        if len(raw) > count * 2:
+            raise ValueError(f"string of {len(raw)} characters does not fit {count} registers")
+        wire = raw.ljust(count * 2, b"\x00")
+        if swaps_bytes(order):
+            wire = b"".join(wire[i + 1 : i + 2] + wire[i : i + 1] for i in range(0, len(wire), 2))
+        return [int.from_bytes(wire[i : i + 2], "big") for i in range(0, len(wire), 2)]
+    if data_type == "bool":
+        return [1 if value else 0]
+    canonical = struct.pack(_STRUCT[data_type], value)
+    width = len(canonical)
+    perm = _permutation(order, width)
+    wire = bytearray(width)
+    for canonical_pos, wire_pos in enumerate(perm):
+        wire[wire_pos] = canonical[canonical_pos]
+    return [int.from_bytes(wire[i : i + 2], "big") for i in range(0, width, 2)]

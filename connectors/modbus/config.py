@@ -1,0 +1,99 @@
+"""The YAML model of a Modbus TCP source and its tags."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field, PlainSerializer, model_validator
+
+from connectors.modbus.address import Address, parse_address
+from connectors.modbus.codec import ByteOrder, DataType, register_count
+from gateway.schema import Duration, SourceBase, Strict, TagBase
+
+ModbusAddress = Annotated[
+    Address,
+    BeforeValidator(lambda v: v if isinstance(v, Address) else parse_address(str(v))),
+    PlainSerializer(str),
+]
+
+# Protocol limits per request (Modbus application protocol spec, functions 1-4).
+MAX_REGISTERS = 125
+MAX_BITS = 2000
+
+
+class Scale(Strict):
+    """Linear scaling from a raw range to an engineering range."""
+
+    raw: tuple[float, float]
+    eng: tuple[float, float]
+    clamp: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> Scale:
+        if self.raw[0] == self.raw[1]:
+            raise ValueError("raw range is empty: its two ends must differ")
+        return self
+
+
+class ModbusTag(TagBase):
+    """One value in a Modbus device's tables."""
+
+    address: ModbusAddress
+    type: DataType | None = None  # default: bool for coils/discrete/bits, uint16 for registers
+    length: int | None = Field(None, ge=1, le=MAX_REGISTERS)
+    byte_order: ByteOrder | None = None  # default: the source's
+    scale: Scale | None = None
+    multiplier: float | None = None
+    offset: float | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ModbusTag:
+        data_type = self.data_type
+        if self.address.is_bit_table or self.address.bit is not None:
+            if data_type != "bool":
+                raise ValueError(f"{self.address} holds one bit: type must be bool, not {data_type}")
+        elif data_type == "bool":
+            raise ValueError(
+                f"type bool on a register needs a bit number, e.g. {self.address.table}:{self.address.offset}.0"
+            )
+        if data_type == "string" and not self.length:
+            raise ValueError("type string needs length (registers, two characters each)")
+        if data_type != "string" and self.length is not None:
+            raise ValueError("length only applies to type string")
+        if self.scale is not None and (self.multiplier is not None or self.offset is not None):
+            raise ValueError("use either scale or multiplier/offset, not both")
+        scaled = self.scale is not None or self.multiplier is not None or self.offset is not None
+        if scaled and data_type in ("bool", "string"):
+            raise ValueError(f"a {data_type} cannot be scaled")
+        end = self.address.offset + self.register_count
+        if end > 65536:
+            raise ValueError(f"{self.address} with {self.register_count} registers runs past 65535")
+        return self
+
+    @property
+    def data_type(self) -> DataType:
+        """The declared type, or the table's natural one."""
+        if self.type is not None:
+            return self.type
+        return "bool" if self.address.is_bit_table or self.address.bit is not None else "uint16"
+
+    @property
+    def register_count(self) -> int:
+        """How many addresses (registers or bits) this tag spans."""
+        if self.address.is_bit_table or self.address.bit is not None:
+            return 1
+        return register_count(self.data_type, self.length)
+
+
+class ModbusSource(SourceBase):
+    """One Modbus TCP connection (a PLC, or a gateway with several unit ids behind it)."""
+
+    protocol: Literal["modbus"]
+    host: str
+    port: int = Field(502, ge=1, le=65535)
+    unit_id: int = Field(1, ge=0, le=255)
+    byte_order: ByteOrder = "ABCD"
+    timeout: Duration = 3.0
+    max_gap: int = Field(0, ge=0, le=MAX_REGISTERS)  # unused registers read to merge requests
+    max_registers_per_read: int = Field(MAX_REGISTERS, ge=1, le=MAX_REGISTERS)
+    tags: list[ModbusTag] = Field(min_length=1)

@@ -1,0 +1,159 @@
+"""Modbus TCP connector on pymodbus' asyncio client."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+from pymodbus.pdu import ExceptionResponse, ModbusPDU
+
+from connectors.modbus.codec import ByteOrder, decode
+from connectors.modbus.config import ModbusSource, ModbusTag
+from connectors.modbus.plan import ReadRequest, plan_reads
+from gateway.errors import ConnectionLost, DeviceError
+from gateway.models import BAD_SAMPLE, Quality, Sample, Value
+
+log = logging.getLogger(__name__)
+
+EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    5: "acknowledge",
+    6: "server device busy",
+    8: "memory parity error",
+    10: "gateway path unavailable",
+    11: "gateway target device failed to respond",
+}
+
+
+def scaled(tag: ModbusTag, raw: float) -> float:
+    """Apply the tag's linear scaling (scale ranges, or multiplier/offset)."""
+    if tag.scale is not None:
+        (r0, r1), (e0, e1) = tag.scale.raw, tag.scale.eng
+        value = e0 + (raw - r0) * (e1 - e0) / (r1 - r0)
+        if tag.scale.clamp:
+            value = min(max(value, min(e0, e1)), max(e0, e1))
+        return value
+    return raw * (1.0 if tag.multiplier is None else tag.multiplier) + (tag.offset or 0.0)
+
+
+def decode_tag(tag: ModbusTag, request: ReadRequest, words: list[int], order: ByteOrder) -> Value:
+    """Pull one tag's value out of a request's registers (or bits)."""
+    at = tag.address.offset - request.start
+    if tag.address.is_bit_table:
+        return bool(words[at])
+    if tag.address.bit is not None:
+        return bool((words[at] >> tag.address.bit) & 1)
+    raw = decode(words[at : at + tag.register_count], tag.data_type, order)
+    if tag.scale is None and tag.multiplier is None and tag.offset is None:
+        return raw
+    assert not isinstance(raw, str)  # config refuses scaling on strings
+    return scaled(tag, raw)
+
+
+class ModbusConnector:
+    """Reads tags from one Modbus TCP device, coalescing them into few requests."""
+
+    def __init__(self, source: ModbusSource) -> None:
+        self.source = source
+        self._client: AsyncModbusTcpClient | None = None
+        self._plans: dict[tuple[int, ...], list[ReadRequest]] = {}
+        self._refused: dict[tuple[str, int], str] = {}  # requests failing now, to log changes once
+        self.requests_sent = 0
+
+    async def connect(self) -> None:
+        """Open the TCP connection (pymodbus' own reconnect is off: the runtime owns retries)."""
+        src = self.source
+        client = AsyncModbusTcpClient(
+            src.host, port=src.port, timeout=src.timeout, retries=0, reconnect_delay=0
+        )
+        try:
+            ok = await asyncio.wait_for(client.connect(), src.connect_timeout)
+        except (TimeoutError, OSError, ModbusException) as exc:
+            client.close()
+            raise ConnectionLost(f"cannot connect to {src.host}:{src.port}: {exc}") from exc
+        if not ok:
+            client.close()
+            raise ConnectionLost(f"cannot connect to {src.host}:{src.port}: connection refused or timed out")
+        self._client = client
+
+    async def read(self, tags: Sequence[ModbusTag]) -> list[Sample]:
+        """Read the tags once; a refused request marks only its own tags bad."""
+        key = tuple(id(t) for t in tags)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = plan_reads(
+                tags, max_registers=self.source.max_registers_per_read, max_gap=self.source.max_gap
+            )
+            self._plans[key] = plan
+        samples: list[Sample] = [BAD_SAMPLE] * len(tags)
+        for request in plan:
+            try:
+                words = await self._read_block(request)
+            except DeviceError as exc:
+                self._note_refused(request, str(exc))
+                continue
+            self._note_refused(request, None)
+            order = self.source.byte_order
+            for index, tag in request.members:
+                try:
+                    value = decode_tag(tag, request, words, tag.byte_order or order)
+                except (ValueError, IndexError) as exc:  # e.g. a short reply from the device
+                    log.warning("%s: %s: cannot decode %s: %s", self.source.name, tag.name, tag.address, exc)
+                    continue
+                samples[index] = Sample(value, Quality.GOOD)
+        return samples
+
+    async def close(self) -> None:
+        """Close the connection; never raises."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def _read_block(self, request: ReadRequest) -> list[int]:
+        client = self._client
+        if client is None or not client.connected:
+            raise ConnectionLost(f"not connected to {self.source.host}:{self.source.port}")
+        read = {
+            "holding": client.read_holding_registers,
+            "input": client.read_input_registers,
+            "coil": client.read_coils,
+            "discrete": client.read_discrete_inputs,
+        }[request.table]
+        self.requests_sent += 1
+        try:
+            response: ModbusPDU = await read(request.start, count=request.count, device_id=self.source.unit_id)
+        except ModbusException as exc:
+            if client.connected:  # a timeout on a live connection: this request failed, not the link
+                raise DeviceError(f"no answer: {exc}") from exc
+            raise ConnectionLost(f"{self.source.host}:{self.source.port}: {exc}") from exc
+        except OSError as exc:
+            raise ConnectionLost(f"{self.source.host}:{self.source.port}: {exc}") from exc
+        if isinstance(response, ExceptionResponse) or response.isError():
+            code = getattr(response, "exception_code", 0)
+            raise DeviceError(f"exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})")
+        if request.table in ("coil", "discrete"):
+            return [int(b) for b in response.bits[: request.count]]
+        if len(response.registers) < request.count:
+            raise DeviceError(f"short reply: {len(response.registers)} of {request.count} registers")
+        return list(response.registers)
+
+    def _note_refused(self, request: ReadRequest, reason: str | None) -> None:
+        key = (request.table, request.start)
+        before = self._refused.get(key)
+        if reason is None:
+            if before is not None:
+                del self._refused[key]
+                log.info("%s: %s:%d+%d readable again", self.source.name, request.table, request.start, request.count)
+        elif before != reason:
+            self._refused[key] = reason
+            names = ", ".join(tag.name for _, tag in request.members)
+            log.warning(
+                "%s: read %s:%d+%d refused: %s; tags bad: %s",
+                self.source.name, request.table, request.start, request.count, reason, names,
+            )

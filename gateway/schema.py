@@ -1,0 +1,102 @@
+"""Typed building blocks of the YAML tag map shared by every source: durations, sizes, names, tags."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*$")
+_SIZE_UNITS = {
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KiB": 2**10,
+    "MiB": 2**20,
+    "GiB": 2**30,
+    "TiB": 2**40,
+}
+
+
+def parse_duration(value: object) -> float:
+    """Parse ``250ms``, ``1s``, ``5m``, ``2h``, ``7d`` (or a bare number of seconds) into seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 250ms, 1s, 5m or 7d")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
+    else:
+        raise ValueError(f"{value!r} is not a duration; use e.g. 250ms, 1s, 5m or 7d")
+    if seconds <= 0:
+        raise ValueError("a duration must be greater than zero")
+    return seconds
+
+
+def parse_size(value: object) -> int:
+    """Parse ``512MiB``, ``2GB`` (or a bare number of bytes) into bytes."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 512MiB or 2GB")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str) and (m := _SIZE.match(value)):
+        size = int(float(m.group(1)) * _SIZE_UNITS[m.group(2) or "B"])
+    else:
+        raise ValueError(f"{value!r} is not a size; use e.g. 512MiB or 2GB")
+    if size <= 0:
+        raise ValueError("a size must be greater than zero")
+    return size
+
+
+def format_duration(seconds: float) -> str:
+    """Render seconds back into the shortest exact YAML duration."""
+    ms = round(seconds * 1000)
+    for unit, factor in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % factor == 0:
+            return f"{ms // factor}{unit}"
+    return f"{ms}ms"
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
+"""Seconds, written in YAML as ``250ms``, ``1s``, ``5m``, ``7d``."""
+
+Size = Annotated[int, BeforeValidator(parse_size)]
+"""Bytes, written in YAML as ``512MiB`` or ``2GB``."""
+
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$", min_length=1, max_length=64)]
+"""A name that is safe in MQTT topics and as a Sparkplug id."""
+
+TagName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", min_length=1, max_length=128)]
+"""A tag name: letters, digits, ``_ - .`` (dots let UDT members nest)."""
+
+
+class Strict(BaseModel):
+    """Base for every config model: unknown keys are errors, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TagBase(Strict):
+    """Keys every tag has, whatever its protocol."""
+
+    name: TagName
+    units: str | None = None
+    deadband: float = Field(0.0, ge=0)
+    report: Literal["on_change", "always"] = "on_change"
+    heartbeat: Duration | None = None
+    scan: Duration | None = None  # None: the source's scan
+    writable: bool = False
+
+
+class SourceBase(Strict):
+    """Keys every source (one PLC connection) has, whatever its protocol."""
+
+    name: Name
+    scan: Duration = 1.0
+    connect_timeout: Duration = 5.0
+    backoff_max: Duration = 30.0  # longest wait between reconnect attempts
