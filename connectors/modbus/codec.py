@@ -120,6 +120,19 @@ def decode(registers: list[int] | tuple[int, ...], data_type: DataType, order: B
     perm = _permutation(order, width)
     canonical = bytes(wire[p] for p in perm)
     value: Number = struct.unpack(_STRUCT[data_type], canonical)[0]
+    if data_type == "float32":
+        return shortest_float32(value, canonical)
+    return value
+
+
+def shortest_float32(value: float, packed: bytes) -> float:
+    """The shortest decimal that is the same float32 (25.856022, not 25.856021881103516)."""
+    if value != value or value in (float("inf"), float("-inf")):
+        return value
+    for digits in range(6, 10):
+        candidate = float(f"{value:.{digits}g}")
+        if struct.pack(">f", candidate) == packed:
+            return candidate
     return value
 
 

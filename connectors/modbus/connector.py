@@ -38,8 +38,13 @@ def scaled(tag: ModbusTag, raw: float) -> float:
         value = e0 + (raw - r0) * (e1 - e0) / (r1 - r0)
         if tag.scale.clamp:
             value = min(max(value, min(e0, e1)), max(e0, e1))
-        return value
-    return raw * (1.0 if tag.multiplier is None else tag.multiplier) + (tag.offset or 0.0)
+        return clean(value)
+    return clean(raw * (1.0 if tag.multiplier is None else tag.multiplier) + (tag.offset or 0.0))
+
+
+def clean(value: float) -> float:
+    """Drop binary noise from scaling arithmetic (1847 * 0.1 is 184.7, not 184.70000000000002)."""
+    return float(f"{value:.12g}")
 
 
 def decode_tag(tag: ModbusTag, request: ReadRequest, words: list[int], order: ByteOrder) -> Value:

@@ -1,0 +1,348 @@
+"""SQLite store-and-forward buffer: add a batch, take batches, release them once acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sqlite3
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiosqlite
+
+from buffer.codec import pack, unpack
+from gateway.errors import StoreError
+from gateway.models import Batch, Reading
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    source TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    first_seq INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sources (
+    name TEXT PRIMARY KEY,
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    dropped INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBatch:
+    """A committed batch as read back for publishing."""
+
+    id: int
+    source: str
+    ts: int
+    readings: list[Reading]
+
+
+@dataclass(slots=True)
+class BufferStats:
+    """Counters of the buffer, for metrics."""
+
+    batches_added: int = 0
+    readings_added: int = 0
+    commits: int = 0
+    released: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)  # readings evicted, per source
+    write_errors: int = 0
+
+
+class Buffer:
+    """Store-and-forward buffer; one writer task owns the write connection."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_bytes: int = 2**30,
+        max_age: float = 7 * 86400.0,
+        durability: str = "normal",
+        queue_limit: int = 10_000,
+    ) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.max_age = max_age
+        self.durability = durability
+        self.queue_limit = queue_limit
+        self.stats = BufferStats()
+        self._pending: deque[Batch] = deque()
+        self._releases: list[int] = []
+        self._released: set[int] = set()  # released, not yet deleted: never handed out again
+        self._deleted_last: list[int] = []  # kept one more commit for reads begun before it
+        self._last_seq: dict[str, int] = {}
+        self._wake = asyncio.Event()
+        self._committed = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._db: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._last_evict = 0.0
+        self._closing = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open (or create) the database; a corrupt file is moved aside and a new one started."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create buffer directory {self.path.parent}: {exc}") from exc
+        if not os.access(self.path.parent, os.W_OK):
+            raise StoreError(f"buffer directory {self.path.parent} is not writable")
+        try:
+            await self._connect()
+        except sqlite3.DatabaseError as exc:
+            await self._close_connections()
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+            log.error("buffer %s is corrupt (%s); moved aside to %s, starting a new one", self.path, exc, aside)
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(f"{self.path}{suffix}")
+                if src.exists():
+                    src.rename(Path(f"{aside}{suffix}"))
+            await self._connect()
+        self._writer = asyncio.create_task(self._write_loop(), name="buffer-writer")
+
+    async def _connect(self) -> None:
+        db = await aiosqlite.connect(self.path, isolation_level=None)
+        self._db = db
+        await db.execute("PRAGMA journal_mode=WAL")
+        sync = "FULL" if self.durability == "full" else "NORMAL"
+        await db.execute(f"PRAGMA synchronous={sync}")
+        async with db.execute("PRAGMA quick_check") as cur:
+            row = await cur.fetchone()
+        if row is None or row[0] != "ok":
+            raise sqlite3.DatabaseError(f"quick_check: {row[0] if row else 'no answer'}")
+        await db.executescript(SCHEMA)
+        async with db.execute("SELECT name, last_seq, dropped FROM sources") as cur:
+            for name, last_seq, dropped in await cur.fetchall():
+                self._last_seq[name] = last_seq
+                if dropped:
+                    self.stats.dropped[name] = dropped
+        # A second connection for reads: it sees only committed rows (WAL snapshot).
+        self._reader = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
+
+    async def close(self) -> None:
+        """Commit what is queued, stop the writer and close the database."""
+        self._closing = True
+        self._wake.set()
+        if self._writer is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._writer)
+            self._writer = None
+        await self._close_connections()
+
+    async def _close_connections(self) -> None:
+        for conn in (self._reader, self._db):
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+        self._reader = self._db = None
+
+    # -- the transaction interface -----------------------------------------------------------
+
+    def last_seq(self, source: str) -> int:
+        """The last seq committed for a source (0 if none): sources continue from here."""
+        return self._last_seq.get(source, 0)
+
+    def add(self, batch: Batch) -> None:
+        """Queue a batch for the next commit; never blocks. A full queue drops its oldest, counted."""
+        if not batch.readings:
+            return
+        if len(self._pending) >= self.queue_limit:
+            old = self._pending.popleft()
+            self._count_dropped(old.source, len(old.readings))
+            log.warning("buffer write queue full: dropped the oldest batch of %s", old.source)
+        self._pending.append(batch)
+        self._wake.set()
+
+    async def take(self, after: int, limit: int, up_to: int | None = None) -> list[StoredBatch]:
+        """Committed batches with ``after < id <= up_to``, oldest first, not yet released."""
+        reader = self._require(self._reader)
+        if up_to is None:
+            sql = "SELECT id, source, ts, first_seq, payload FROM batches WHERE id > ? ORDER BY id LIMIT ?"
+            args: tuple[int, ...] = (after, limit)
+        else:
+            sql = (
+                "SELECT id, source, ts, first_seq, payload FROM batches WHERE id > ? AND id <= ? "
+                "ORDER BY id LIMIT ?"
+            )
+            args = (after, up_to, limit)
+        async with reader.execute(sql, args) as cur:
+            rows = await cur.fetchall()
+        return [
+            StoredBatch(id_, source, ts, unpack(payload, first_seq))
+            for id_, source, ts, first_seq, payload in rows
+            if id_ not in self._released
+        ]
+
+    def release(self, batch_id: int) -> None:
+        """The broker acknowledged every message of this batch: delete it at the next commit."""
+        if batch_id not in self._released:
+            self._released.add(batch_id)
+            self._releases.append(batch_id)
+            self.stats.released += 1
+            self._wake.set()
+
+    async def max_id(self) -> int:
+        """The newest committed batch id (0 when empty)."""
+        reader = self._require(self._reader)
+        async with reader.execute("SELECT COALESCE(MAX(id), 0) FROM batches") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def backlog(self) -> tuple[int, int, int | None]:
+        """Batches, readings and the oldest batch's ts still in the buffer."""
+        reader = self._require(self._reader)
+        async with reader.execute("SELECT COUNT(*), COALESCE(SUM(count), 0), MIN(ts) FROM batches") as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1]), row[2]
+
+    async def wait_committed(self) -> None:
+        """Wait until the next commit of new batches."""
+        self._committed.clear()
+        await self._committed.wait()
+
+    @property
+    def queued(self) -> int:
+        """Batches waiting for their commit."""
+        return len(self._pending)
+
+    # -- the writer --------------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._pending or self._releases:
+                await self._commit()
+            if time.monotonic() - self._last_evict > 1.0:
+                self._last_evict = time.monotonic()
+                await self._evict()
+            if self._closing and not self._pending and not self._releases:
+                return
+
+    async def _commit(self) -> None:
+        db = self._require(self._db)
+        batches = list(self._pending)
+        releases = self._releases
+        self._releases = []
+        rows = [(b.source, b.ts, b.first_seq, len(b.readings), pack(b.readings)) for b in batches]
+        last: dict[str, int] = {}
+        for b in batches:
+            last[b.source] = b.last_seq
+        try:
+            await db.execute("BEGIN")
+            await db.executemany(
+                "INSERT INTO batches (source, ts, first_seq, count, payload) VALUES (?, ?, ?, ?, ?)", rows
+            )
+            await db.executemany(
+                "INSERT INTO sources (name, last_seq) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET last_seq = excluded.last_seq",
+                list(last.items()),
+            )
+            if releases:
+                await db.executemany("DELETE FROM batches WHERE id = ?", [(i,) for i in releases])
+            await db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                await db.execute("ROLLBACK")
+            self.stats.write_errors += 1
+            self._releases = releases + self._releases
+            log.error("buffer commit failed (%s); %d batch(es) kept in memory, retrying", exc, len(batches))
+            if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
+                await self._evict(force=True)
+            await asyncio.sleep(0.5)
+            self._wake.set()
+            return
+        for _ in batches:
+            self._pending.popleft()
+        # A take() that began before this commit may still return these rows: filter them once more.
+        self._released.difference_update(self._deleted_last)
+        self._deleted_last = releases
+        self._last_seq.update(last)
+        self.stats.commits += 1
+        self.stats.batches_added += len(batches)
+        self.stats.readings_added += sum(r[3] for r in rows)
+        if batches:
+            self._committed.set()
+
+    async def _evict(self, force: bool = False) -> None:
+        """Drop the oldest batches beyond max_age and max_bytes; count what each source lost."""
+        db = self._require(self._db)
+        cutoff = int((time.time() - self.max_age) * 1000)
+        async with db.execute("SELECT COALESCE(MAX(id), 0) FROM batches WHERE ts < ?", (cutoff,)) as cur:
+            row = await cur.fetchone()
+        upto = int(row[0]) if row else 0
+        excess = await self._size() - self.max_bytes
+        if excess > 0 or force:
+            target = max(excess, 1)
+            async with db.execute("SELECT id, length(payload) FROM batches ORDER BY id LIMIT 100000") as cur:
+                freed = 0
+                async for id_, size in cur:
+                    upto = max(upto, id_)
+                    freed += size + 64
+                    if freed >= target and not force:
+                        break
+                    if force and freed >= target * 10:
+                        break
+        if upto <= 0:
+            return
+        try:
+            await db.execute("BEGIN")
+            async with db.execute(
+                "SELECT source, SUM(count) FROM batches WHERE id <= ? GROUP BY source", (upto,)
+            ) as cur:
+                lost = [(int(n), str(s)) for s, n in await cur.fetchall()]
+            await db.executemany(
+                "INSERT INTO sources (name, dropped) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET dropped = dropped + excluded.dropped",
+                [(s, n) for n, s in lost],
+            )
+            await db.execute("DELETE FROM batches WHERE id <= ?", (upto,))
+            await db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                await db.execute("ROLLBACK")
+            log.error("buffer eviction failed: %s", exc)
+            return
+        for n, s in lost:
+            self.stats.dropped[s] = self.stats.dropped.get(s, 0) + n
+        if lost:
+            log.warning(
+                "buffer over its bounds: dropped oldest readings %s",
+                ", ".join(f"{s}={n}" for n, s in lost),
+            )
+
+    async def _size(self) -> int:
+        """Bytes the buffer holds on disk: live pages of the database plus the WAL."""
+        db = self._require(self._db)
+        values = []
+        for pragma in ("page_count", "freelist_count", "page_size"):
+            async with db.execute(f"PRAGMA {pragma}") as cur:
+                row = await cur.fetchone()
+                values.append(int(row[0]) if row else 0)
+        pages, free, page_size = values
+        wal = Path(f"{self.path}-wal")
+        wal_size = wal.stat().st_size if wal.exists() else 0
+        return (pages - free) * page_size + wal_size
+
+    def _count_dropped(self, source: str, readings: int) -> None:
+        self.stats.dropped[source] = self.stats.dropped.get(source, 0) + readings
+
+    @staticmethod
+    def _require(conn: aiosqlite.Connection | None) -> aiosqlite.Connection:
+        if conn is None:
+            raise StoreError("buffer is not open")
+        return conn

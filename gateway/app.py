@@ -1,0 +1,105 @@
+"""The top-level wiring: the one module that imports connectors, buffer and publisher together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import asdict
+
+from buffer import Buffer
+from connectors import connector_for
+from gateway import __version__
+from gateway.config import Config
+from gateway.publisher import Publisher
+from gateway.runtime import SourceRunner
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    """Buffer, publisher and one runner per source, started in order and stopped in reverse."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        cfg = config.gateway.buffer
+        self.buffer = Buffer(cfg.path, max_bytes=cfg.max_bytes, max_age=cfg.max_age, durability=cfg.durability)
+        self.publisher = Publisher(config, self.buffer)
+        self.runners: list[SourceRunner] = []
+        self.started = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then shut down cleanly with a final flush."""
+        await self.buffer.open()
+        self.runners = [
+            SourceRunner(src, src.tags, connector_for(src), self.buffer.add, self.buffer.last_seq(src.name))
+            for src in self.config.sources
+        ]
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            # Publisher first, sources last: nothing is read before it has somewhere to go.
+            publisher = asyncio.create_task(self.publisher.run(), name="publisher")
+            metrics = asyncio.create_task(self._metrics_loop(), name="metrics")
+            tasks = [publisher, metrics]
+            for runner in self.runners:
+                tasks.append(asyncio.create_task(runner.run(), name=f"source:{runner.source.name}"))
+            log.info(
+                "plantgate %s running: %d source(s), %d tag(s), buffer %s",
+                __version__,
+                len(self.runners),
+                sum(len(r.tags) for r in self.runners),
+                self.config.gateway.buffer.path,
+            )
+            self.started.set()
+            stopped = asyncio.create_task(stop.wait(), name="stop")
+            done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stopped and not task.cancelled() and task.exception() is not None:
+                    log.error("task %s failed: %r", task.get_name(), task.exception())
+            stopped.cancel()
+        finally:
+            await self._shutdown(tasks)
+
+    async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
+        # Reverse order: sources stop first, their last batches reach the buffer, the publisher
+        # gets a bounded moment to have them acknowledged, then the buffer closes.
+        sources = [t for t in tasks if t.get_name().startswith("source:")]
+        for task in reversed(sources):
+            task.cancel()
+        await asyncio.gather(*sources, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._flush(), 3.0)
+        await self.publisher.stop()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.buffer.close()
+        log.info("plantgate stopped")
+
+    async def _flush(self) -> None:
+        """Wait until what the sources queued is committed and, while online, acknowledged."""
+        while self.buffer.queued:
+            await asyncio.sleep(0.02)
+        while self.publisher.online.is_set() and (await self.buffer.backlog())[0]:
+            await asyncio.sleep(0.05)
+
+    def metrics(self) -> dict[str, object]:
+        """A snapshot of every counter, as published on the metrics topic."""
+        return {
+            "ts": time.time_ns() // 1_000_000,
+            "gateway": self.config.gateway.name,
+            "publisher": asdict(self.publisher.stats),
+            "buffer": {**asdict(self.buffer.stats), "queued": self.buffer.queued},
+            "sources": {r.source.name: {**asdict(r.stats), "seq": r.seq} for r in self.runners},
+        }
+
+    async def _metrics_loop(self) -> None:
+        interval = self.config.gateway.metrics_interval
+        while True:
+            await asyncio.sleep(interval)
+            snapshot = self.metrics()
+            backlog = await self.buffer.backlog()
+            snapshot["backlog"] = {"batches": backlog[0], "readings": backlog[1], "oldest_ts": backlog[2]}
+            self.publisher.publish_metrics(json.dumps(snapshot, separators=(",", ":")).encode())

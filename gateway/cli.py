@@ -1,0 +1,144 @@
+"""The ``plantgate`` command line: run, validate, simulate, tail."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from gateway import __version__
+from gateway.config import Config, load_config
+from gateway.errors import ConfigError, PlantgateError
+
+DEFAULT_CONFIG = "config.yaml"
+
+
+def setup_logging(verbose: bool) -> None:
+    """Log to stderr; quiet the protocol libraries, which log every failed poll."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("pymodbus", "asyncua", "pycomm3", "aiosqlite"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL if not verbose else logging.WARNING)
+
+
+def run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+    """Run ``main(stop)`` on a new event loop; SIGTERM and SIGINT set ``stop``."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())
+
+
+def _load(path: str) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return None
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Check a config file; print every problem."""
+    config = _load(args.config)
+    if config is None:
+        return 1
+    tags = sum(len(s.tags) for s in config.sources)
+    print(f"{args.config}: ok ({len(config.sources)} source(s), {tags} tag(s))")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the gateway until SIGTERM/SIGINT."""
+    config = _load(args.config)
+    if config is None:
+        return 1
+    from gateway.app import Gateway
+
+    gateway = Gateway(config)
+    try:
+        run_until_signal(gateway.run)
+    except PlantgateError as exc:
+        logging.getLogger("plantgate").error("%s", exc)
+        return 1
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Serve the plant model over the simulated protocols until SIGTERM/SIGINT."""
+    from simulators.modbus import serve_modbus
+
+    async def main(stop: asyncio.Event) -> None:
+        servers = [asyncio.create_task(serve_modbus(args.host, args.modbus_port), name="modbus")]
+        print(f"simulating: modbus on {args.host}:{args.modbus_port}", flush=True)
+        await stop.wait()
+        for task in servers:
+            task.cancel()
+        await asyncio.gather(*servers, return_exceptions=True)
+
+    run_until_signal(main)
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    """Print what the gateway publishes."""
+    config = _load(args.config)
+    if config is None:
+        return 1
+    from gateway.tail import tail
+
+    return tail(config.mqtt, args.topic, args.count)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="plantgate", description="Edge data gateway: PLC tags to MQTT.")
+    parser.add_argument("--version", action="version", version=f"plantgate {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="tag map (default: config.yaml)")
+
+    p = sub.add_parser("run", help="run the gateway")
+    with_config(p)
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("validate", help="check a config file and list every problem")
+    with_config(p)
+    p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("simulate", help="serve the simulated plant (Modbus TCP)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--modbus-port", type=int, default=5020)
+    p.set_defaults(func=cmd_simulate)
+    p = sub.add_parser("tail", help="print the values the gateway publishes")
+    with_config(p)
+    p.add_argument("--topic", help="topic filter (default: {topic_prefix}/#)")
+    p.add_argument("--count", type=int, help="stop after this many messages")
+    p.set_defaults(func=cmd_tail)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``plantgate`` command."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    with contextlib.suppress(KeyboardInterrupt):
+        code: int = args.func(args)
+        return code
+    return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""paho-mqtt driven from asyncio: one client object per broker connection, sockets on the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.reasoncodes import ReasonCode
+
+from gateway.config import MqttConfig
+from gateway.errors import BrokerError, BrokerRefused
+
+log = logging.getLogger(__name__)
+
+
+class MqttLink:
+    """One connection to the broker. A new link (and paho client) is made for every reconnect,
+
+    so nothing paho kept in memory from an earlier connection is ever re-sent: what was not
+    acknowledged is re-sent from the buffer instead.
+    """
+
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        client_id: str,
+        will: tuple[str, bytes],
+        on_ack: Callable[[int], None],
+    ) -> None:
+        self.cfg = cfg
+        self._loop = asyncio.get_running_loop()
+        self._on_ack = on_ack
+        self._connack: asyncio.Future[ReasonCode] = self._loop.create_future()
+        self.closed: asyncio.Future[str] = self._loop.create_future()
+        self._misc: asyncio.Task[None] | None = None
+        self._sock: Any = None
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True, protocol=paho.MQTTv311
+        )
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_socket_open = self._on_socket_open
+        client.on_socket_close = self._on_socket_close
+        client.on_socket_register_write = self._on_register_write
+        client.on_socket_unregister_write = self._on_unregister_write
+        # Our own window bounds what is in flight; paho must never hold messages back itself.
+        client.max_inflight_messages_set(cfg.max_inflight + 64)
+        client.will_set(will[0], will[1], qos=1, retain=True)
+        if cfg.username is not None:
+            client.username_pw_set(cfg.username, cfg.secret())
+        if cfg.use_tls:
+            client.tls_set(
+                ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
+                certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
+                keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
+                cert_reqs=ssl.CERT_NONE if cfg.tls.insecure else ssl.CERT_REQUIRED,
+            )
+            client.tls_insecure_set(cfg.tls.insecure)
+        self._client = client
+
+    async def connect(self, timeout: float = 10.0) -> None:
+        """Open the socket (in a thread: paho connects blocking) and wait for the CONNACK."""
+        cfg = self.cfg
+        where = f"{cfg.host}:{cfg.port}"
+        try:
+            await asyncio.wait_for(
+                self._loop.run_in_executor(
+                    None, self._client.connect, cfg.host, cfg.port, round(cfg.keepalive)
+                ),
+                timeout,
+            )
+        except socket.gaierror as exc:
+            raise BrokerError(f"broker {where}: cannot resolve host name ({exc.strerror})") from exc
+        except ssl.SSLError as exc:
+            raise BrokerError(f"broker {where}: TLS handshake failed: {exc.reason or exc}") from exc
+        except TimeoutError as exc:
+            raise BrokerError(f"broker {where}: no TCP connection within {timeout:.0f}s") from exc
+        except OSError as exc:
+            raise BrokerError(f"broker {where}: {exc.strerror or exc}") from exc
+        self._misc = asyncio.create_task(self._keepalive(), name="mqtt-keepalive")
+        try:
+            code = await asyncio.wait_for(asyncio.shield(self._connack), timeout)
+        except TimeoutError as exc:
+            await self.close()
+            raise BrokerError(f"broker {where}: accepted TCP but sent no CONNACK within {timeout:.0f}s") from exc
+        if code.is_failure:
+            await self.close()
+            raise BrokerRefused(f"broker {where} refused the connection: {code}")
+
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> int:
+        """Queue one message; returns its message id (matched later by the ack callback)."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise BrokerError(f"publish failed: {paho.error_string(info.rc)}")
+        return info.mid
+
+    async def disconnect(self) -> None:
+        """Say DISCONNECT (so the will is not sent), then close."""
+        if not self.closed.done():
+            self._client.disconnect()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.closed), 2.0)
+        await self.close()
+
+    async def close(self) -> None:
+        """Drop the connection without ceremony; never raises."""
+        if self._misc is not None:
+            self._misc.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._misc
+            self._misc = None
+        if self._sock is not None:
+            self._unwatch(self._sock)
+        sock = self._client.socket()
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
+        if not self.closed.done():
+            self.closed.set_result("closed")
+
+    async def _keepalive(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self._client.loop_misc()
+
+    # -- paho callbacks (loop thread, except socket_open from the connect thread) -------------
+
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, code: ReasonCode, props: Any) -> None:
+        if not self._connack.done():
+            self._connack.set_result(code)
+
+    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, code: ReasonCode, props: Any) -> None:
+        if not self.closed.done():
+            self.closed.set_result(str(code))
+
+    def _on_publish(self, client: paho.Client, userdata: Any, mid: int, code: ReasonCode, props: Any) -> None:
+        self._on_ack(mid)
+
+    def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        def watch() -> None:
+            self._sock = sock
+            with contextlib.suppress(ValueError, OSError):
+                self._loop.add_reader(sock, client.loop_read)
+
+        self._loop.call_soon_threadsafe(watch)
+
+    def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        self._loop.call_soon_threadsafe(self._unwatch, sock)
+
+    def _on_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        def watch() -> None:
+            with contextlib.suppress(ValueError, OSError):  # the socket closed in the meantime
+                self._loop.add_writer(sock, client.loop_write)
+
+        self._loop.call_soon_threadsafe(watch)
+
+    def _on_unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        def unwatch() -> None:
+            with contextlib.suppress(ValueError, OSError):
+                self._loop.remove_writer(sock)
+
+        self._loop.call_soon_threadsafe(unwatch)
+
+    def _unwatch(self, sock: Any) -> None:
+        with contextlib.suppress(Exception):
+            self._loop.remove_reader(sock)
+        with contextlib.suppress(Exception):
+            self._loop.remove_writer(sock)
+        if self._sock is sock:
+            self._sock = None

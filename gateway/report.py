@@ -1,0 +1,54 @@
+"""Report by exception: which of a scan's samples become readings (deadband, heartbeat, always)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gateway.models import Quality, Sample, Value
+from gateway.schema import TagBase
+
+
+@dataclass(slots=True)
+class _Last:
+    value: Value
+    quality: Quality
+    sent_at: float  # monotonic seconds
+
+
+def changed(old: Value, new: Value, deadband: float) -> bool:
+    """True when ``new`` differs from ``old`` by more than the deadband (numbers) or at all."""
+    numeric = (int, float)
+    if (
+        deadband > 0
+        and isinstance(old, numeric)
+        and isinstance(new, numeric)
+        and not isinstance(old, bool)
+        and not isinstance(new, bool)
+    ):
+        return abs(new - old) > deadband
+    return old != new or type(old) is not type(new)
+
+
+class ExceptionReporter:
+    """Remembers the last reported value of each tag of one source."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, _Last] = {}
+
+    def select(self, tags: Sequence[TagBase], samples: Sequence[Sample], now: float) -> list[int]:
+        """Indices of the samples to report now, and remember them as reported."""
+        chosen: list[int] = []
+        for i, (tag, sample) in enumerate(zip(tags, samples, strict=True)):
+            last = self._last.get(tag.name)
+            due = (
+                last is None
+                or tag.report == "always"
+                or sample.quality is not last.quality
+                or changed(last.value, sample.value, tag.deadband)
+                or (tag.heartbeat is not None and now - last.sent_at >= tag.heartbeat)
+            )
+            if due:
+                chosen.append(i)
+                self._last[tag.name] = _Last(sample.value, sample.quality, now)
+        return chosen

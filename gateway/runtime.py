@@ -1,0 +1,159 @@
+"""The shared source runtime: scans on absolute ticks, reconnects with backoff, numbers readings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors.base import Connector
+from gateway.backoff import backoff
+from gateway.errors import ConnectionLost
+from gateway.models import BAD_SAMPLE, Batch, Reading, Sample
+from gateway.report import ExceptionReporter
+from gateway.schema import SourceBase, TagBase
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class ScanGroup:
+    """The tags of one source that share a scan interval."""
+
+    interval: float
+    tags: list[TagBase]
+    next_due: float = 0.0
+
+
+@dataclass(slots=True)
+class SourceStats:
+    """Counters and state of one source, for metrics and health."""
+
+    state: str = "starting"  # starting | connected | lost
+    scans: int = 0
+    overruns: int = 0
+    readings: int = 0
+    connects: int = 0
+    last_error: str | None = None
+    last_scan_ms: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def scan_groups(source: SourceBase, tags: Sequence[TagBase]) -> list[ScanGroup]:
+    """Group a source's tags by their effective scan interval, fastest first."""
+    groups: dict[float, list[TagBase]] = {}
+    for tag in tags:
+        groups.setdefault(tag.scan or source.scan, []).append(tag)
+    return [ScanGroup(interval, members) for interval, members in sorted(groups.items())]
+
+
+class SourceRunner:
+    """Owns one source's connection and scan schedule; one task per source."""
+
+    def __init__(
+        self,
+        source: SourceBase,
+        tags: Sequence[TagBase],
+        connector: Connector[Any],
+        emit: Callable[[Batch], None],
+        last_seq: int = 0,
+    ) -> None:
+        self.source = source
+        self.tags = list(tags)
+        self.connector = connector
+        self.emit = emit
+        self.seq = last_seq
+        self.groups = scan_groups(source, tags)
+        self.stats = SourceStats()
+        self._reporter = ExceptionReporter()
+        self._delays = backoff(base=0.5, cap=source.backoff_max)
+
+    async def run(self) -> None:
+        """Scan until cancelled; never raises for device trouble."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                if self.stats.state != "connected":
+                    await self._connect(loop.time())
+                    if self.stats.state != "connected":
+                        await asyncio.sleep(next(self._delays))
+                        continue
+                    self._realign(loop.time())
+                due_at = min(g.next_due for g in self.groups)
+                delay = due_at - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                due = [g for g in self.groups if g.next_due <= due_at]
+                await self._scan(due, due_at)
+                self._advance(due, loop.time())
+        finally:
+            await asyncio.shield(self.connector.close())
+
+    async def _connect(self, now: float) -> None:
+        try:
+            await self.connector.connect()
+        except ConnectionLost as exc:
+            self._lost(str(exc), now)
+            return
+        self.stats.connects += 1
+        if self.stats.state == "lost":
+            log.info("%s: connection recovered", self.source.name)
+        else:
+            log.info("%s: connected", self.source.name)
+        self.stats.state = "connected"
+        self.stats.last_error = None
+        self._delays = backoff(base=0.5, cap=self.source.backoff_max)
+
+    def _lost(self, reason: str, now: float) -> None:
+        """Mark every tag bad once, and log the loss once, however long it lasts."""
+        if self.stats.state != "lost":
+            log.warning("%s: connection lost: %s; tags bad, retrying with backoff", self.source.name, reason)
+            self._report(self.tags, [BAD_SAMPLE] * len(self.tags), now, wall_ms=time.time_ns() // 1_000_000)
+        self.stats.state = "lost"
+        self.stats.last_error = reason
+
+    async def _scan(self, due: list[ScanGroup], tick: float) -> None:
+        tags = due[0].tags if len(due) == 1 else [t for g in due for t in g.tags]
+        wall_ms = time.time_ns() // 1_000_000
+        started = time.perf_counter()
+        try:
+            samples = await self.connector.read(tags)
+        except ConnectionLost as exc:
+            await self.connector.close()
+            self._lost(str(exc), tick)
+            return
+        self.stats.scans += 1
+        self.stats.last_scan_ms = (time.perf_counter() - started) * 1000
+        self._report(tags, samples, tick, wall_ms)
+
+    def _report(self, tags: Sequence[TagBase], samples: Sequence[Sample], tick: float, wall_ms: int) -> None:
+        chosen = self._reporter.select(tags, samples, tick)
+        if not chosen:
+            return
+        readings = []
+        for i in chosen:
+            sample = samples[i]
+            self.seq += 1
+            ts = sample.ts if sample.ts is not None else wall_ms
+            readings.append(Reading(tags[i].name, sample.value, sample.quality, ts, self.seq))
+        self.stats.readings += len(readings)
+        self.emit(Batch(self.source.name, wall_ms, readings))
+
+    def _advance(self, due: list[ScanGroup], now: float) -> None:
+        """Move each scanned group to its next tick; ticks already missed are skipped and counted."""
+        for group in due:
+            group.next_due += group.interval
+            if group.next_due <= now:
+                missed = math.floor((now - group.next_due) / group.interval) + 1
+                group.next_due += missed * group.interval
+                self.stats.overruns += missed
+                log.debug("%s: scan overran by %d tick(s) of %.3fs", self.source.name, missed, group.interval)
+
+    def _realign(self, now: float) -> None:
+        """After a (re)connect, scan at once; the tick grid continues from here."""
+        for group in self.groups:
+            group.next_due = now

@@ -1,0 +1,246 @@
+"""Modbus TCP simulator: a pymodbus server whose datastore is the moving plant model.
+
+Register map (0-based protocol addresses, unit ids 1 and 2; unit 2 runs 1000 counts ahead).
+Holding and input registers carry the same moving values:
+
+    0      counter            uint16   (bottles, wraps at 65536)
+    1      ramp x100          uint16   0..10000 (scale raw [0, 10000] -> eng [0, 100])
+    2      temperature x10    int16    around 1800 (multiplier 0.1)
+    3      sine - 50, x100    int16    -2500..2500 (negative half of the time)
+    4      state              uint16   index into STATES
+    5      speed              uint16   bottles/min
+    6      alarm word         uint16   one walking bit (holding:6.0 .. holding:6.15)
+    10-11  sine               float32  ABCD
+    12-13  sine               float32  CDAB
+    14-15  sine               float32  BADC
+    16-17  sine               float32  DCBA
+    20-21  counter            uint32   ABCD
+    22-23  -counter           int32    CDAB
+    30-33  pressure           float64  ABCDEFGH
+    34-37  counter            uint64   GHEFCDAB
+    40-47  recipe             string   16 characters, ABCD
+    100-199 setpoints         writable, keep what is written (holding only)
+
+Coils: 0 running, 1 toggle, 2-7 alarm bits 0-5, 10-19 writable.
+Discrete inputs: 0 toggle, 1 running.
+Every other address up to 9999 reads as 0; beyond that the device answers "illegal data
+address" (exception 2), like a real PLC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+from dataclasses import dataclass, field
+
+from pymodbus.constants import ExcCodes
+from pymodbus.datastore import ModbusServerContext
+from pymodbus.exceptions import NoSuchIdException
+from pymodbus.server import ModbusTcpServer
+
+from simulators.plant import PlantSnapshot, snapshot
+
+log = logging.getLogger(__name__)
+
+TABLE_SIZE = 10_000
+_TABLE_OF_FUNCTION = {1: "coil", 5: "coil", 15: "coil", 2: "discrete", 3: "holding", 6: "holding",
+                      16: "holding", 22: "holding", 23: "holding", 4: "input"}
+
+
+def words(data: bytes, order: str) -> list[int]:
+    """Split big-endian bytes into registers in the given byte order (written out, not shared)."""
+    if order in ("CDAB", "GHEFCDAB"):  # word swap
+        regs = [data[i : i + 2] for i in range(0, len(data), 2)][::-1]
+    elif order in ("BADC", "BADCFEHG"):  # byte swap inside each word
+        regs = [data[i + 1 : i + 2] + data[i : i + 1] for i in range(0, len(data), 2)]
+    elif order in ("DCBA", "HGFEDCBA"):  # fully reversed
+        rev = data[::-1]
+        regs = [rev[i : i + 2] for i in range(0, len(rev), 2)]
+    else:
+        regs = [data[i : i + 2] for i in range(0, len(data), 2)]
+    return [int.from_bytes(r, "big") for r in regs]
+
+
+def plant_registers(p: PlantSnapshot, unit: int) -> dict[int, int]:
+    """The moving register values for one unit at one instant."""
+    counter = p.counter + (1000 if unit == 2 else 0)
+    regs: dict[int, int] = {
+        0: counter % 65536,
+        1: round(p.ramp * 100),
+        2: struct.unpack(">H", struct.pack(">h", round(p.temperature * 10)))[0],
+        3: struct.unpack(">H", struct.pack(">h", round((p.sine - 50) * 100)))[0],
+        4: p.state,
+        5: p.speed,
+        6: p.alarm_word,
+    }
+    sine = struct.pack(">f", p.sine)
+    for at, order in ((10, "ABCD"), (12, "CDAB"), (14, "BADC"), (16, "DCBA")):
+        regs.update(enumerate(words(sine, order), at))
+    regs.update(enumerate(words(struct.pack(">I", counter), "ABCD"), 20))
+    regs.update(enumerate(words(struct.pack(">i", -counter), "CDAB"), 22))
+    regs.update(enumerate(words(struct.pack(">d", p.pressure), "ABCDEFGH"), 30))
+    regs.update(enumerate(words(struct.pack(">Q", counter), "GHEFCDAB"), 34))
+    regs.update(enumerate(words(p.recipe.encode().ljust(16, b"\0"), "ABCD"), 40))
+    return regs
+
+
+def plant_bits(p: PlantSnapshot) -> tuple[dict[int, bool], dict[int, bool]]:
+    """The moving coils and discrete inputs at one instant."""
+    coils = {0: p.running, 1: p.toggle}
+    coils.update({2 + i: bool(p.alarm_word >> i & 1) for i in range(6)})
+    return coils, {0: p.toggle, 1: p.running}
+
+
+@dataclass
+class Unit:
+    """One unit id's four tables."""
+
+    unit_id: int
+    coil: list[bool] = field(default_factory=lambda: [False] * TABLE_SIZE)
+    discrete: list[bool] = field(default_factory=lambda: [False] * TABLE_SIZE)
+    holding: list[int] = field(default_factory=lambda: [0] * TABLE_SIZE)
+    input: list[int] = field(default_factory=lambda: [0] * TABLE_SIZE)
+    refreshed: float = 0.0
+
+    def refresh(self, now: float) -> None:
+        """Write the plant model's current values into the tables."""
+        p = snapshot(now)
+        for at, value in plant_registers(p, self.unit_id).items():
+            self.holding[at] = value
+            self.input[at] = value
+        coils, discrete = plant_bits(p)
+        for at, bit in coils.items():
+            self.coil[at] = bit
+        for at, bit in discrete.items():
+            self.discrete[at] = bit
+        self.refreshed = now
+
+
+@dataclass
+class Faults:
+    """What a test asked the simulator to do wrong."""
+
+    exception: ExcCodes | None = None  # answer every request with this exception
+    exception_count: int | None = None  # ... for this many requests (None: until cleared)
+    exception_range: tuple[str, int, int] | None = None  # ... only for (table, start, end)
+    stall: float = 0.0  # seconds to wait before answering
+
+
+class PlantContext(ModbusServerContext):
+    """pymodbus datastore serving the plant model (the server's external-datastore interface)."""
+
+    def __init__(self, unit_ids: tuple[int, ...] = (1, 2)) -> None:  # no super(): its store is unused
+        self.old_simulator = True
+        self.simdevices = []
+        self.units = {u: Unit(u) for u in unit_ids}
+        self.faults = Faults()
+        self.requests = 0  # counted per request, for coalescing tests and benchmarks
+
+    def device_ids(self) -> list[int]:
+        """Unit ids served."""
+        return list(self.units)
+
+    def _unit(self, device_id: int) -> Unit:
+        unit = self.units.get(device_id)
+        if unit is None:
+            raise NoSuchIdException(f"unit id {device_id} is not served")
+        return unit
+
+    async def _fault(self, table: str, address: int, count: int) -> ExcCodes | None:
+        f = self.faults
+        if f.stall:
+            await asyncio.sleep(f.stall)
+        if f.exception is None:
+            return None
+        if f.exception_range is not None:
+            t, start, end = f.exception_range
+            if t != table or address + count <= start or address >= end:
+                return None
+        if f.exception_count is not None:
+            f.exception_count -= 1
+            if f.exception_count <= 0:
+                code, f.exception, f.exception_count = f.exception, None, None
+                return code
+        return f.exception
+
+    async def async_getValues(  # type: ignore[override]
+        self, device_id: int, func_code: int, address: int, count: int = 1
+    ) -> list[int] | list[bool] | ExcCodes:
+        """Serve a read from the plant model."""
+        self.requests += 1
+        unit = self._unit(device_id)
+        table = _TABLE_OF_FUNCTION[func_code]
+        if (code := await self._fault(table, address, count)) is not None:
+            return code
+        if address + count > TABLE_SIZE:
+            return ExcCodes.ILLEGAL_ADDRESS
+        now = time.time()
+        if now - unit.refreshed > 0.01:
+            unit.refresh(now)
+        values: list[int] | list[bool] = getattr(unit, table)[address : address + count]
+        return values
+
+    async def async_setValues(  # type: ignore[override]
+        self, device_id: int, func_code: int, address: int, values: list[int] | list[bool]
+    ) -> ExcCodes | None:
+        """Store a write (holding registers and coils)."""
+        self.requests += 1
+        unit = self._unit(device_id)
+        table = _TABLE_OF_FUNCTION[func_code]
+        if (code := await self._fault(table, address, len(values))) is not None:
+            return code
+        if address + len(values) > TABLE_SIZE:
+            return ExcCodes.ILLEGAL_ADDRESS
+        store = getattr(unit, table)
+        store[address : address + len(values)] = list(values)
+        return None
+
+
+class ModbusSimulator:
+    """A Modbus TCP server on the plant model, with fault injection for tests."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 5020) -> None:
+        self.host = host
+        self.port = port
+        self.context = PlantContext()
+        self._server: ModbusTcpServer | None = None
+
+    async def start(self) -> None:
+        """Listen on host:port."""
+        self._server = ModbusTcpServer(self.context, address=(self.host, self.port))
+        await self._server.serve_forever(background=True)
+        log.info("modbus simulator on %s:%d (unit ids %s)", self.host, self.port, self.context.device_ids())
+
+    async def stop(self) -> None:
+        """Close the listener and every client connection."""
+        if self._server is not None:
+            await self._server.shutdown()
+            self._server = None
+
+    def drop_connections(self) -> None:
+        """Close every client connection now (the listener stays)."""
+        if self._server is not None:
+            for conn in list(self._server.active_connections.values()):
+                conn.close()
+
+    @property
+    def faults(self) -> Faults:
+        """The fault settings tests change."""
+        return self.context.faults
+
+    @property
+    def requests(self) -> int:
+        """Requests served so far."""
+        return self.context.requests
+
+
+async def serve_modbus(host: str = "127.0.0.1", port: int = 5020) -> None:
+    """Run the Modbus simulator until cancelled."""
+    sim = ModbusSimulator(host, port)
+    await sim.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await sim.stop()

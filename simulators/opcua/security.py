@@ -1,0 +1,77 @@
+"""Security for the OPC UA simulator: a self-signed certificate and a password check."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import socket
+from typing import TYPE_CHECKING, Any
+
+from asyncua.crypto import cert_gen
+from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.server.user_managers import UserManager
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from simulators.opcua.variables import APPLICATION_URI
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+
+    from asyncua.server.internal_server import InternalServer
+
+
+class PasswordUserManager(UserManager):
+    """Accept exactly the configured username/password pairs and nobody else."""
+
+    def __init__(self, users: Mapping[str, str]) -> None:
+        self._users = dict(users)
+
+    def get_user(
+        self,
+        iserver: InternalServer,
+        username: str | None = None,
+        password: str | None = None,
+        certificate: Any = None,
+    ) -> User | None:
+        """Return a plain user for a matching pair, None (access denied) otherwise."""
+        expected = self._users.get(username or "")
+        if expected is None or password is None:
+            return None
+        # Constant-time compare: cheap, and keeps the simulator from teaching bad habits.
+        if not hmac.compare_digest(expected.encode(), password.encode()):
+            return None
+        return User(role=UserRole.User, name=username)
+
+
+def make_certificate(cert_dir: Path, host: str) -> tuple[Path, Path]:
+    """Create (or reuse) a self-signed server certificate and key in ``cert_dir``."""
+    cert_path, key_path = cert_dir / "server_cert.der", cert_dir / "server_key.pem"
+    # Reused across restarts so a client that pinned the certificate keeps connecting.
+    if cert_path.is_file() and key_path.is_file():
+        return cert_path, key_path
+    cert_dir.mkdir(parents=True, exist_ok=True)
+    key = cert_gen.generate_private_key()
+    alt_names: list[x509.GeneralName] = [
+        x509.UniformResourceIdentifier(APPLICATION_URI),
+        x509.DNSName(socket.gethostname()),
+        x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+    ]
+    try:
+        alt_names.append(x509.IPAddress(ipaddress.ip_address(host)))
+    except ValueError:
+        alt_names.append(x509.DNSName(host))
+    cert = cert_gen.generate_self_signed_app_certificate(
+        key,
+        "plantgate simulator",
+        {"organizationName": "plantgate"},
+        list(dict.fromkeys(alt_names)),
+        extended=[ExtendedKeyUsageOID.SERVER_AUTH],
+        days=365,
+    )
+    key_path.write_bytes(cert_gen.dump_private_key_as_pem(key))
+    cert_path.write_bytes(cert.public_bytes(Encoding.DER))
+    return cert_path, key_path
