@@ -143,22 +143,21 @@ class Config(Strict):
     mqtt: MqttConfig = MqttConfig()
     sources: list[SourceConfig] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _unique(self) -> Config:
-        problems = []
-        seen: set[str] = set()
-        for i, source in enumerate(self.sources):
-            if source.name in seen:
-                problems.append(f"sources[{i}].name: duplicate source name {source.name!r}")
-            seen.add(source.name)
-            tags: set[str] = set()
-            for j, tag in enumerate(source.tags):
-                if tag.name in tags:
-                    problems.append(f"sources[{i}].tags[{j}].name: duplicate tag name {tag.name!r}")
-                tags.add(tag.name)
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+
+def duplicate_names(config: Config) -> list[tuple[Loc, str]]:
+    """Source names must be unique, and tag names within a source (they become topics)."""
+    found: list[tuple[Loc, str]] = []
+    sources: set[str] = set()
+    for i, source in enumerate(config.sources):
+        if source.name in sources:
+            found.append((("sources", i, "name"), f"duplicate source name {source.name!r}"))
+        sources.add(source.name)
+        tags: set[str] = set()
+        for j, tag in enumerate(source.tags):
+            if tag.name in tags:
+                found.append((("sources", i, "tags", j, "name"), f"duplicate tag name {tag.name!r}"))
+            tags.add(tag.name)
+    return found
 
 
 def interpolate(node: Any, loc: Loc, problems: list[tuple[Loc, str]]) -> Any:
@@ -270,6 +269,8 @@ def parse_config(text: str, file: str | None = None) -> Config:
             if loc[:2] in unknown and loc[-1:] != ("protocol",):
                 continue
             found.append((loc, _message(err, loc, _siblings(loc))))
+    else:
+        found += duplicate_names(config)
     if found:
         problems = []
         for loc, message in found:

@@ -48,6 +48,7 @@ class ExtStatus(IntEnum):
     """Extended status words (connection manager and Logix 0xFF general errors)."""
 
     CONNECTION_IN_USE = 0x0100
+    TRANSPORT_NOT_SUPPORTED = 0x0103
     CONNECTION_NOT_FOUND = 0x0107
     INVALID_CONNECTION_SIZE = 0x0109
     LINK_ADDRESS_NOT_AVAILABLE = 0x0312

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING
 
 from simulators.logix.cip import CipError, CipStatus, ExtStatus, Reader
-from simulators.logix.tags import Location, TagDatabase
 from simulators.logix.types import BOOL, AtomicType
+
+if TYPE_CHECKING:
+    from simulators.logix.tags import Location, TagDatabase
 
 __all__ = ["read_modify_write", "read_tag", "write_tag"]
 
@@ -16,11 +19,12 @@ _REPLY_HEADER = 4  # reply service, reserved, general status, extended status si
 
 def _type_header(loc: Location) -> bytes:
     """Type that prefixes read data and must prefix write data."""
+    dtype = loc.dtype
     if loc.bit is not None:
         return struct.pack("<H", BOOL.code)
-    if isinstance(loc.dtype, AtomicType):
-        return struct.pack("<H", loc.dtype.code)
-    return struct.pack("<BBH", _STRUCT_TYPE, 2, loc.dtype.handle)
+    if isinstance(dtype, AtomicType):
+        return struct.pack("<H", dtype.code)
+    return struct.pack("<BBH", _STRUCT_TYPE, 2, dtype.handle)
 
 
 def _check_elements(loc: Location, elements: int) -> None:
@@ -58,11 +62,13 @@ def read_tag(
 def _check_type(loc: Location, reader: Reader) -> None:
     type_code = reader.u8()
     extra = reader.take(reader.u8())
-    if loc.bit is not None or isinstance(loc.dtype, AtomicType):
-        expected = BOOL.code if loc.bit is not None else loc.dtype.code
-        ok = type_code == expected and not extra
+    dtype = loc.dtype
+    if loc.bit is not None:
+        ok = type_code == BOOL.code and not extra
+    elif isinstance(dtype, AtomicType):
+        ok = type_code == dtype.code and not extra
     else:
-        ok = type_code == _STRUCT_TYPE and extra == struct.pack("<H", loc.dtype.handle)
+        ok = type_code == _STRUCT_TYPE and extra == struct.pack("<H", dtype.handle)
     if not ok:
         raise CipError(CipStatus.GENERAL_ERROR, ExtStatus.TYPE_MISMATCH)
 
@@ -77,6 +83,8 @@ def write_tag(db: TagDatabase, loc: Location, request: bytes, *, fragmented: boo
     total = 1 if loc.bit is not None else elements * loc.element_size
     payload = reader.rest()
     if fragmented:
+        if not payload:
+            raise CipError(CipStatus.NOT_ENOUGH_DATA)
         if offset >= total:
             raise CipError(CipStatus.GENERAL_ERROR, ExtStatus.OFFSET_OUT_OF_RANGE)
         if offset + len(payload) > total:

@@ -221,7 +221,7 @@ class TagDatabase:
         if spec.initial is not None:
             self._store(self._descend(tag, ()), spec.initial)
         if spec.plant:
-            bound = [(self._descend(tag, parse_path_tail(p)), fn) for p, fn in spec.plant.items()]
+            bound = [(self._descend(tag, _parse_path_tail(p)), fn) for p, fn in spec.plant.items()]
             self._bindings.append((tag, bound))
 
     def _register_structs(self, dtype: DataType) -> None:
@@ -394,7 +394,7 @@ class TagDatabase:
                 self._store(loc, fn(snap))
 
 
-def parse_path_tail(text: str) -> tuple[Segment, ...]:
+def _parse_path_tail(text: str) -> tuple[Segment, ...]:
     """Member path inside a tag (``Limits.High``, ``Steps[2]``); empty text is the tag itself."""
     if not text:
         return ()

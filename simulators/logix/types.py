@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import binascii
 import struct
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = [
     "BOOL",
@@ -35,6 +38,7 @@ TagValue = bool | int | float | str | list["TagValue"] | dict[str, "TagValue"]
 _STRUCT_FLAG = 0x8000
 _ARRAY_FLAG = 0x2000  # one array dimension, as Logix marks array members in templates
 _HOST_PREFIX = "ZZZZZZZZZZ"  # Logix names the hidden SINT that carries a UDT's BOOL members so
+BOOL_CODE = 0xC1
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +79,6 @@ class AtomicType:
         return value
 
 
-BOOL_CODE = 0xC1
 BOOL = AtomicType("BOOL", BOOL_CODE, 1, "B")
 SINT = AtomicType("SINT", 0xC2, 1, "b")
 INT = AtomicType("INT", 0xC3, 2, "h")
@@ -232,7 +235,8 @@ def decode_value(dtype: DataType, data: bytes, offset: int = 0) -> TagValue:
     if isinstance(dtype, AtomicType):
         return dtype.decode(data[offset : offset + dtype.size])
     if dtype.string_capacity is not None:
-        length = max(0, min(DINT.decode(data[offset : offset + 4]), dtype.string_capacity))
+        declared = int.from_bytes(data[offset : offset + 4], "little", signed=True)
+        length = max(0, min(declared, dtype.string_capacity))
         return data[offset + 4 : offset + 4 + length].decode("latin-1")
     out: dict[str, TagValue] = {}
     for m in dtype.members:
@@ -243,7 +247,9 @@ def decode_value(dtype: DataType, data: bytes, offset: int = 0) -> TagValue:
             out[m.name] = bool(data[start] >> m.bit & 1)
         elif m.array_len:
             size = m.dtype.size
-            out[m.name] = [decode_value(m.dtype, data, start + i * size) for i in range(m.array_len)]
+            out[m.name] = [
+                decode_value(m.dtype, data, start + i * size) for i in range(m.array_len)
+            ]
         else:
             out[m.name] = decode_value(m.dtype, data, start)
     return out

@@ -8,23 +8,23 @@ from simulators.opcua.server import OpcUaSimulator, serve_opcua
 from simulators.opcua.variables import (
     APPLICATION_URI,
     BAD_STATUS,
-    BULK_PREFIX,
     DEFAULT_PORT,
     NAMESPACE_URI,
     PLANT_VARIABLES,
     PlantVariable,
+    bulk_names,
     nsu,
 )
 
 __all__ = [
     "APPLICATION_URI",
     "BAD_STATUS",
-    "BULK_PREFIX",
     "DEFAULT_PORT",
     "NAMESPACE_URI",
     "PLANT_VARIABLES",
     "OpcUaSimulator",
     "PlantVariable",
+    "bulk_names",
     "nsu",
     "serve_opcua",
 ]

@@ -72,6 +72,7 @@ def make_certificate(cert_dir: Path, host: str) -> tuple[Path, Path]:
         extended=[ExtendedKeyUsageOID.SERVER_AUTH],
         days=365,
     )
+    key_path.touch(mode=0o600)  # private key: owner-only before any byte lands in it
     key_path.write_bytes(cert_gen.dump_private_key_as_pem(key))
     cert_path.write_bytes(cert.public_bytes(Encoding.DER))
     return cert_path, key_path

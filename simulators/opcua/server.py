@@ -17,11 +17,11 @@ from simulators.opcua.security import PasswordUserManager, make_certificate
 from simulators.opcua.variables import (
     APPLICATION_URI,
     BAD_STATUS,
-    BULK_PREFIX,
     DEFAULT_PORT,
     NAMESPACE_URI,
     PLANT_VARIABLES,
     VT,
+    bulk_names,
     nsu,
 )
 from simulators.plant import PlantSnapshot, snapshot
@@ -71,7 +71,7 @@ class OpcUaSimulator:
         """Configure; nothing listens until ``start()``.
 
         ``cert_dir`` switches to Basic256Sha256 Sign and SignAndEncrypt endpoints only;
-        ``users`` (name -> password) replaces anonymous logins with username logins.
+        a non-empty ``users`` (name -> password) replaces anonymous logins with username ones.
         """
         if interval <= 0:
             raise ValueError("interval must be positive")
@@ -84,8 +84,8 @@ class OpcUaSimulator:
         self.bulk_variables = bulk_variables
         self.cert_dir = cert_dir
         self.users = dict(users) if users is not None else None
-        width = max(4, len(str(bulk_variables - 1)))
-        self._bulk_names = [f"{BULK_PREFIX}{i:0{width}d}" for i in range(bulk_variables)]
+        self._bulk_names = bulk_names(bulk_variables)
+        self._bulk_set = frozenset(self._bulk_names)
         self._vars = {v.name: v for v in PLANT_VARIABLES}
         self._server: Server | None = None
         self._task: asyncio.Task[None] | None = None
@@ -95,6 +95,7 @@ class OpcUaSimulator:
         self._last: dict[str, Any] = {}
         self._bad: set[str] = set()
         self._held: dict[str, ua.DataValue] = {}  # held variables' values while they are forced Bad
+        self._nodeids: dict[str, ua.NodeId] = {}  # built once: NodeId() is costly per write
         self._tick_no = 0
         self._last_clock = -1
         # Ticks and set_bad() both write; the lock keeps a tick from undoing a fault half-way.
@@ -103,7 +104,8 @@ class OpcUaSimulator:
     @property
     def endpoint(self) -> str:
         """The ``opc.tcp://`` URL clients connect to."""
-        return f"opc.tcp://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6 literal
+        return f"opc.tcp://{host}:{self.port}"
 
     @property
     def node_ids(self) -> list[str]:
@@ -154,6 +156,8 @@ class OpcUaSimulator:
         self._last.clear()
         self._held.clear()
         self._bad.clear()
+        self._nodeids.clear()
+        self._last_clock = -1
         try:
             await self._build()
             await self._tick()  # every value has a source timestamp before the first client
@@ -185,7 +189,7 @@ class OpcUaSimulator:
     async def set_bad(self, node: str, bad: bool = True) -> None:
         """Force a variable's StatusCode to Bad (or back to Good); ``node`` is a name or nsu= id."""
         name = node.split(";s=", 1)[1] if node.startswith("nsu=") else node
-        if name not in self._vars and name not in self._bulk_names:
+        if name not in self._vars and name not in self._bulk_set:
             raise KeyError(f"unknown simulator variable: {node}")
         async with self._lock:
             server = self._require_server()
@@ -195,7 +199,10 @@ class OpcUaSimulator:
                 if self._is_held(name):
                     self._held[name] = server.read_attribute_value(nodeid)
                 # asyncua nulls the value of a Bad DataValue, as the spec asks.
-                bad_value = ua.DataValue(StatusCode=_status(BAD_STATUS), SourceTimestamp=_stamp())
+                now = _stamp()
+                bad_value = ua.DataValue(
+                    StatusCode=_status(BAD_STATUS), SourceTimestamp=now, ServerTimestamp=now
+                )
                 await server.write_attribute_value(nodeid, bad_value)
             elif not bad and name in self._bad:
                 self._bad.discard(name)
@@ -208,7 +215,7 @@ class OpcUaSimulator:
                 elif name in self._vars:
                     await self._write_values(snapshot())
                 else:
-                    await self._write_bulk(snapshot().t)
+                    await self._write_bulk(_stamp())
 
     def _is_held(self, name: str) -> bool:
         var = self._vars.get(name)
@@ -289,9 +296,10 @@ class OpcUaSimulator:
             next_at += self.interval
             delay = next_at - loop.time()
             if delay < 0:
-                # Fell behind (huge bulk set, slow machine): skip ticks instead of bursting.
-                next_at = loop.time()
-                delay = 0
+                # Fell behind (huge bulk set, slow machine): skip the missed ticks and leave
+                # the server a full interval to answer clients before writing again.
+                next_at = loop.time() + self.interval
+                delay = self.interval
             await asyncio.sleep(delay)
             try:
                 await self._tick()
@@ -304,27 +312,35 @@ class OpcUaSimulator:
             snap = snapshot()
             await self._write_values(snap)
             self._tick_no += 1
-            await self._write_bulk(snap.t)
+            await self._write_bulk(_stamp(snap.t))
             await self._update_clock(snap.t)
 
-    async def _write_bulk(self, t: float) -> None:
+    async def _write_bulk(self, stamp: ua.DateTime) -> None:
         for i, name in enumerate(self._bulk_names):
             # Distinct per variable and different on every tick, so each one always changes.
-            await self._write(name, VT.Int32, (self._tick_no + i) % 2**31, t)
+            await self._write(name, VT.Int32, (self._tick_no + i) % 2**31, stamp)
+            if i % 1000 == 999:
+                # Writes that nobody monitors never suspend; yield so clients are served.
+                await asyncio.sleep(0)
 
     async def _write_values(self, snap: PlantSnapshot) -> None:
+        stamp = _stamp(snap.t)
         for var in PLANT_VARIABLES:
             if var.value is not None:
-                await self._write(var.name, var.vtype, var.value(snap), snap.t)
+                await self._write(var.name, var.vtype, var.value(snap), stamp)
 
-    async def _write(self, name: str, vtype: ua.VariantType, value: Any, t: float) -> None:
+    async def _write(
+        self, name: str, vtype: ua.VariantType, value: Any, stamp: ua.DateTime
+    ) -> None:
         # Only changes are written, so a source timestamp says when the value last changed.
         if name in self._bad or self._last.get(name) == value:
             return
         self._last[name] = value
-        stamp = _stamp(t)
+        nodeid = self._nodeids.get(name)
+        if nodeid is None:
+            nodeid = self._nodeids[name] = _node_id(name, self._ns)
         await self._require_server().write_attribute_value(
-            _node_id(name, self._ns),
+            nodeid,
             ua.DataValue(ua.Variant(value, vtype), SourceTimestamp=stamp, ServerTimestamp=stamp),
         )
 

@@ -15,7 +15,12 @@ from asyncua import ua
 from asyncua.client.client import Client
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
-from asyncua.ua.uaerrors import BadNodeIdUnknown, UaError, UaStatusCodeError
+from asyncua.ua.uaerrors import (
+    BadNodeIdUnknown,
+    BadUserAccessDenied,
+    UaError,
+    UaStatusCodeError,
+)
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from simulators.opcua import NAMESPACE_URI, PLANT_VARIABLES, OpcUaSimulator, serve_opcua
@@ -35,6 +40,7 @@ TEMP = f"nsu={NAMESPACE_URI};s=Oven.Zone1.Temp"
 FLAKY = f"nsu={NAMESPACE_URI};s=Utilities.Flaky"
 COUNTER = f"nsu={NAMESPACE_URI};s=Filler.Counter"
 SETPOINT = f"nsu={NAMESPACE_URI};s=Oven.Zone1.Setpoint"
+CLIENT_URI = "urn:plantgate:test-client"
 
 # Spelled out here rather than read from PLANT_VARIABLES, so a type change in the simulator
 # is a test failure and not silently "expected".
@@ -262,13 +268,13 @@ async def test_setpoint_is_writable_and_kept(client: Client) -> None:
     finally:
         await node.write_value(ua.DataValue(ua.Variant(180.0, VT.Double)))
     temp = await resolve(client, TEMP)
-    with pytest.raises(UaStatusCodeError):
+    with pytest.raises(UaStatusCodeError, match=r"BadUserAccessDenied|BadNotWritable"):
         await temp.write_value(ua.DataValue(ua.Variant(1.0, VT.Double)))
 
 
 async def test_bulk_variables_change_every_interval(sim: OpcUaSimulator, client: Client) -> None:
     assert len(sim.bulk_node_ids) == 20
-    assert sim.bulk_node_ids[0] == f"nsu={NAMESPACE_URI};s=Bench.Var0000"
+    assert sim.bulk_node_ids[0] == f"nsu={NAMESPACE_URI};s=Bench.Group00.Var0000"
     nodes = [await resolve(client, node_id) for node_id in sim.bulk_node_ids]
     first = await client.read_values(nodes)
     assert len(set(first)) == len(first)
@@ -373,7 +379,7 @@ async def _client_certificate(tmp_path: Path) -> tuple[Path, Path]:
     await setup_self_signed_certificate(
         key,
         cert,
-        "urn:freeopcua:client",
+        CLIENT_URI,
         socket.gethostname(),
         [ExtendedKeyUsageOID.CLIENT_AUTH],
         {"organizationName": "plantgate tests"},
@@ -397,6 +403,7 @@ async def test_secured_endpoint_accepts_sign_and_encrypt(tmp_path: Path) -> None
 
         async def secured_client(mode: ua.MessageSecurityMode, password: str) -> Client:
             client = Client(sim.endpoint, timeout=5)
+            client.application_uri = CLIENT_URI  # must match the certificate's URI
             client.set_user("operator")
             client.set_password(password)
             await client.set_security(
@@ -415,7 +422,7 @@ async def test_secured_endpoint_accepts_sign_and_encrypt(tmp_path: Path) -> None
                 assert 170.0 <= value.Value.Value <= 190.0
 
         rejected = await secured_client(ua.MessageSecurityMode.SignAndEncrypt, "wrong")
-        with pytest.raises(UaStatusCodeError):
+        with pytest.raises(BadUserAccessDenied):
             await rejected.connect()
         with contextlib.suppress(Exception):
             await rejected.disconnect()

@@ -1,0 +1,160 @@
+"""Test helpers: a subscriber that records what the gateway publishes, configs, waiting."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll a condition until it holds or the deadline passes (no fixed sleeps in tests)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+async def async_wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    """The same, for async tests."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@dataclass
+class Message:
+    """One message as the subscriber saw it."""
+
+    topic: str
+    body: Any
+    retain: bool
+
+
+@dataclass
+class Recorder:
+    """A real MQTT subscriber (paho, QoS 1) that keeps every message it receives.
+
+    With ``persistent=True`` it uses a fixed client id and clean_session=False, so the broker
+    queues messages for it while it is disconnected, as a historian's subscription would.
+    """
+
+    url_port: int
+    topic: str
+    persistent: bool = True
+    client_id: str = "recorder"
+    messages: list[Message] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    subscribed: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> Recorder:
+        """Connect and subscribe; returns once the subscription is acknowledged."""
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=not self.persistent
+        )
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(self.topic, qos=1)
+        self.client.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(0.1, 0.5)
+        self.client.connect_async("127.0.0.1", self.url_port, keepalive=10)
+        self.client.loop_start()
+        if not self.subscribed.wait(10):
+            raise AssertionError("recorder could not subscribe")
+        return self
+
+    def stop(self) -> None:
+        """Disconnect."""
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        try:
+            body = json.loads(msg.payload)
+        except ValueError:
+            body = msg.payload
+        with self.lock:
+            self.messages.append(Message(msg.topic, body, bool(msg.retain)))
+
+    def snapshot(self) -> list[Message]:
+        """A copy of the messages so far."""
+        with self.lock:
+            return list(self.messages)
+
+    def readings(self, source: str | None = None) -> list[dict[str, Any]]:
+        """Every reading received (per_tag and per_batch layouts), with its tag name."""
+        out = []
+        for m in self.snapshot():
+            if "/_gateway/" in m.topic or not isinstance(m.body, dict):
+                continue
+            if "readings" in m.body:
+                src = m.topic.rsplit("/", 1)[-1]
+                if source in (None, src):
+                    out.extend({**r, "source": src, "historical": m.body.get("historical", False)} for r in m.body["readings"])
+            elif "seq" in m.body:
+                src, tag = m.topic.rsplit("/", 2)[-2:]
+                if source in (None, src):
+                    out.append({**m.body, "tag": tag, "source": src, "retained": m.retain})
+        return out
+
+
+def seq_report(readings: list[dict[str, Any]]) -> dict[str, int]:
+    """Received, distinct, duplicates and missing seqs (between the first and last seen)."""
+    seqs = [r["seq"] for r in readings]
+    distinct = set(seqs)
+    if not distinct:
+        return {"received": 0, "distinct": 0, "duplicates": 0, "missing": 0, "first": 0, "last": 0}
+    lo, hi = min(distinct), max(distinct)
+    return {
+        "received": len(seqs),
+        "distinct": len(distinct),
+        "duplicates": len(seqs) - len(distinct),
+        "missing": (hi - lo + 1) - len(distinct),
+        "first": lo,
+        "last": hi,
+    }
+
+
+def write_config(path: Path, data: dict[str, Any]) -> Path:
+    """Write a config dict as YAML."""
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def gateway_config(
+    tmp: Path, broker_port: int, modbus_port: int, *, tags: list[dict[str, Any]] | None = None, **mqtt: Any
+) -> dict[str, Any]:
+    """A config against the test broker and Modbus simulator."""
+    return {
+        "gateway": {"name": "test-edge", "buffer": {"path": str(tmp / "buffer.db")}, "metrics_interval": "1s"},
+        "mqtt": {"url": f"mqtt://127.0.0.1:{broker_port}", "topic_prefix": "t/line", **mqtt},
+        "sources": [
+            {
+                "name": "press1",
+                "protocol": "modbus",
+                "host": "127.0.0.1",
+                "port": modbus_port,
+                "scan": "100ms",
+                "backoff_max": "1s",
+                "tags": tags
+                or [
+                    {"name": "counter", "address": "holding:0", "report": "always"},
+                    {"name": "sine", "address": "holding:10", "type": "float32", "report": "always"},
+                ],
+            }
+        ],
+    }

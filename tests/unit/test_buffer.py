@@ -1,0 +1,125 @@
+"""The SQLite buffer: transactions, seq persistence, release only on ack, bounds, corruption."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from buffer import Buffer
+from gateway.errors import StoreError
+from gateway.models import Batch, Quality, Reading
+from tests.helpers import async_wait_until
+
+
+def batch(source: str, first_seq: int, n: int = 3, ts: int = 1_700_000_000_000) -> Batch:
+    readings = [Reading(f"t{i}", float(i) + 0.5, Quality.GOOD, ts + i, first_seq + i) for i in range(n)]
+    return Batch(source, ts, readings)
+
+
+async def committed(buf: Buffer, batches: int) -> None:
+    await async_wait_until(lambda: buf.stats.batches_added >= batches and not buf.queued)
+
+
+async def test_add_take_release(tmp_path: Path) -> None:
+    buf = Buffer(tmp_path / "b.db")
+    await buf.open()
+    buf.add(batch("press1", 1))
+    buf.add(batch("press1", 4))
+    await committed(buf, 2)
+    taken = await buf.take(0, 10)
+    assert [b.id for b in taken] == [1, 2]
+    assert [r.seq for r in taken[1].readings] == [4, 5, 6]
+    assert taken[0].readings[0] == Reading("t0", 0.5, Quality.GOOD, 1_700_000_000_000, 1)
+    buf.release(taken[0].id)
+    assert [b.id for b in await buf.take(0, 10)] == [2]  # gone from take() at once
+    await async_wait_until(lambda: buf.stats.commits >= 2)
+    assert (await buf.backlog())[:2] == (1, 3)
+    await buf.close()
+
+
+async def test_unreleased_batches_and_last_seq_survive_a_restart(tmp_path: Path) -> None:
+    buf = Buffer(tmp_path / "b.db")
+    await buf.open()
+    buf.add(batch("press1", 1))
+    buf.add(batch("oven", 1, n=2))
+    await committed(buf, 2)
+    buf.release(1)
+    await buf.close()
+
+    again = Buffer(tmp_path / "b.db")
+    await again.open()
+    assert again.last_seq("press1") == 3
+    assert again.last_seq("oven") == 2
+    assert again.last_seq("new") == 0
+    assert [b.source for b in await again.take(0, 10)] == ["oven"]
+    await again.close()
+
+
+async def test_take_is_windowed(tmp_path: Path) -> None:
+    buf = Buffer(tmp_path / "b.db")
+    await buf.open()
+    for i in range(10):
+        buf.add(batch("s", 1 + i * 3))
+    await committed(buf, 10)
+    assert [b.id for b in await buf.take(3, 4)] == [4, 5, 6, 7]
+    assert [b.id for b in await buf.take(0, 100, up_to=2)] == [1, 2]
+    assert await buf.max_id() == 10
+    await buf.close()
+
+
+async def test_max_age_drops_oldest_and_counts(tmp_path: Path) -> None:
+    buf = Buffer(tmp_path / "b.db", max_age=3600)
+    await buf.open()
+    buf.add(batch("press1", 1, ts=1_000))  # 1970: far beyond max_age
+    buf.add(batch("press1", 4, ts=2_000))
+    await committed(buf, 2)
+    buf._last_evict = 0.0
+    buf.add(batch("press1", 7, ts=int(__import__("time").time() * 1000)))
+    await async_wait_until(lambda: buf.stats.dropped.get("press1") == 6)
+    assert [r.seq for b in await buf.take(0, 10) for r in b.readings] == [7, 8, 9]
+    await buf.close()
+    again = Buffer(tmp_path / "b.db")
+    await again.open()
+    assert again.stats.dropped == {"press1": 6}  # the count is kept in the database
+    await again.close()
+
+
+async def test_max_bytes_drops_oldest_first(tmp_path: Path) -> None:
+    buf = Buffer(tmp_path / "b.db", max_bytes=600_000)
+    await buf.open()
+    seq = 1
+    for _ in range(400):
+        buf.add(batch("press1", seq, n=50))
+        seq += 50
+    await committed(buf, 400)
+    buf._last_evict = 0.0
+    buf.add(batch("press1", seq, n=1))
+    await async_wait_until(lambda: buf.stats.dropped.get("press1", 0) > 0)
+    kept = [r.seq for b in await buf.take(0, 1000) for r in b.readings]
+    dropped = buf.stats.dropped["press1"]
+    assert kept == list(range(dropped + 1, seq + 1))  # exactly the oldest ones went
+    await buf.close()
+
+
+async def test_corrupt_file_is_moved_aside(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    path.write_bytes(b"this is not a database" * 100)
+    buf = Buffer(path)
+    await buf.open()
+    buf.add(batch("press1", 1))
+    await committed(buf, 1)
+    await buf.close()
+    aside = [p.name for p in tmp_path.iterdir() if ".corrupt-" in p.name]
+    assert len(aside) == 1
+    assert (tmp_path / aside[0]).read_bytes().startswith(b"this is not a database")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only directories")
+async def test_read_only_directory_is_a_clear_error(tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    with pytest.raises(StoreError, match="not writable"):
+        await Buffer(ro / "b.db").open()

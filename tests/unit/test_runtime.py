@@ -1,0 +1,119 @@
+"""The source runtime with a fake connector: seq, bad quality on loss, reconnect, overruns."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.errors import ConnectionLost
+from gateway.models import Batch, Quality, Sample
+from gateway.runtime import SourceRunner, scan_groups
+from gateway.schema import SourceBase, TagBase
+from tests.helpers import async_wait_until
+
+
+class FakeDevice:
+    """Our connector interface, driven by the test."""
+
+    def __init__(self) -> None:
+        self.up = True
+        self.value = 0
+        self.read_delay = 0.0
+        self.connects = 0
+        self.reads: list[list[str]] = []
+
+    async def connect(self) -> None:
+        if not self.up:
+            raise ConnectionLost("device is down")
+        self.connects += 1
+
+    async def read(self, tags: Sequence[TagBase]) -> list[Sample]:
+        if not self.up:
+            raise ConnectionLost("device is down")
+        self.reads.append([t.name for t in tags])
+        if self.read_delay:
+            await asyncio.sleep(self.read_delay)
+        self.value += 1
+        return [Sample(self.value) for _ in tags]
+
+    async def close(self) -> None:
+        pass
+
+
+def source(**kw: Any) -> SourceBase:
+    return SourceBase.model_validate({"name": "dev", "scan": "20ms", "backoff_max": "50ms", **kw})
+
+
+def tags(*specs: dict[str, Any]) -> list[TagBase]:
+    return [TagBase.model_validate(s) for s in specs]
+
+
+async def run_for(runner: SourceRunner, condition: Any, timeout: float = 5.0) -> None:
+    task = asyncio.create_task(runner.run())
+    try:
+        await async_wait_until(condition, timeout)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_seq_increases_by_one_per_reading_and_continues_from_last_seq() -> None:
+    batches: list[Batch] = []
+    t = tags({"name": "a", "report": "always"}, {"name": "b", "report": "always"})
+    runner = SourceRunner(source(), t, FakeDevice(), batches.append, last_seq=41)
+    await run_for(runner, lambda: len(batches) >= 5)
+    seqs = [r.seq for b in batches for r in b.readings]
+    assert seqs == list(range(42, 42 + len(seqs)))
+    assert all(b.first_seq == b.readings[0].seq for b in batches)
+
+
+async def test_lost_device_marks_tags_bad_once_then_recovers() -> None:
+    batches: list[Batch] = []
+    device = FakeDevice()
+    t = tags({"name": "a", "report": "always"}, {"name": "b"})
+    runner = SourceRunner(source(), t, device, batches.append)
+    task = asyncio.create_task(runner.run())
+    try:
+        await async_wait_until(lambda: len(batches) >= 2)
+        device.up = False
+        await async_wait_until(lambda: runner.stats.state == "lost")
+        connects_before = device.connects
+        await async_wait_until(lambda: runner.stats.last_error == "device is down")
+        bad = [b for b in batches if b.readings[0].quality is Quality.BAD]
+        assert len(bad) == 1
+        assert [(r.tag, r.value, r.quality) for r in bad[0].readings] == [("a", None, Quality.BAD), ("b", None, Quality.BAD)]
+        n = len(batches)
+        device.up = True
+        await async_wait_until(lambda: runner.stats.state == "connected" and len(batches) > n)
+        assert device.connects == connects_before + 1
+        recovered = batches[n]
+        assert {r.quality for r in recovered.readings} == {Quality.GOOD}
+        assert [r.tag for r in recovered.readings] == ["a", "b"]  # b reported again: its quality changed
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    seqs = [r.seq for b in batches for r in b.readings]
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+async def test_overrun_skips_missed_ticks_and_counts_them() -> None:
+    batches: list[Batch] = []
+    device = FakeDevice()
+    device.read_delay = 0.05  # each read takes 2.5 ticks of 20 ms
+    runner = SourceRunner(source(), tags({"name": "a", "report": "always"}), device, batches.append)
+    await run_for(runner, lambda: len(batches) >= 6)
+    assert runner.stats.overruns >= 2 * (len(batches) - 1)
+    # Skipped, not queued: scans never pile up back to back to catch up.
+    assert runner.stats.scans <= len(batches) + 1
+
+
+async def test_tags_with_their_own_scan_form_groups_and_due_groups_share_one_read() -> None:
+    t = tags({"name": "fast", "scan": "20ms"}, {"name": "slow", "scan": "60ms"}, {"name": "default"})
+    groups = scan_groups(source(scan="60ms"), t)
+    assert [(g.interval, [x.name for x in g.tags]) for g in groups] == [(0.02, ["fast"]), (0.06, ["slow", "default"])]
+    device = FakeDevice()
+    runner = SourceRunner(source(scan="60ms"), t, device, lambda b: None)
+    await run_for(runner, lambda: len(device.reads) >= 7)
+    assert device.reads[0] == ["fast", "slow", "default"]
+    assert ["fast"] in device.reads
