@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS batches (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     source TEXT NOT NULL,
     ts INTEGER NOT NULL,
+    stored INTEGER NOT NULL,  -- epoch ms of the commit: max_age counts from here, not device time
     first_seq INTEGER NOT NULL,
     count INTEGER NOT NULL,
     payload BLOB NOT NULL
@@ -73,6 +74,8 @@ class Buffer:
     ) -> None:
         self.path = path
         self.max_bytes = max_bytes
+        # The WAL is truncated to this after each checkpoint; table pages get the rest of max_bytes.
+        self.wal_limit = min(16 * 2**20, max_bytes // 4)
         self.max_age = max_age
         self.durability = durability
         self.queue_limit = queue_limit
@@ -119,6 +122,7 @@ class Buffer:
         await db.execute("PRAGMA journal_mode=WAL")
         sync = "FULL" if self.durability == "full" else "NORMAL"
         await db.execute(f"PRAGMA synchronous={sync}")
+        await db.execute(f"PRAGMA journal_size_limit={self.wal_limit}")
         async with db.execute("PRAGMA quick_check") as cur:
             row = await cur.fetchone()
         if row is None or row[0] != "ok":
@@ -238,14 +242,16 @@ class Buffer:
         batches = list(self._pending)
         releases = self._releases
         self._releases = []
-        rows = [(b.source, b.ts, b.first_seq, len(b.readings), pack(b.readings)) for b in batches]
+        now_ms = time.time_ns() // 1_000_000
+        rows = [(b.source, b.ts, now_ms, b.first_seq, len(b.readings), pack(b.readings)) for b in batches]
         last: dict[str, int] = {}
         for b in batches:
             last[b.source] = b.last_seq
         try:
             await db.execute("BEGIN")
             await db.executemany(
-                "INSERT INTO batches (source, ts, first_seq, count, payload) VALUES (?, ?, ?, ?, ?)", rows
+                "INSERT INTO batches (source, ts, stored, first_seq, count, payload) VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
             )
             await db.executemany(
                 "INSERT INTO sources (name, last_seq) VALUES (?, ?) "
@@ -274,7 +280,7 @@ class Buffer:
         self._last_seq.update(last)
         self.stats.commits += 1
         self.stats.batches_added += len(batches)
-        self.stats.readings_added += sum(r[3] for r in rows)
+        self.stats.readings_added += sum(r[4] for r in rows)
         if batches:
             self._committed.set()
 
@@ -282,10 +288,10 @@ class Buffer:
         """Drop the oldest batches beyond max_age and max_bytes; count what each source lost."""
         db = self._require(self._db)
         cutoff = int((time.time() - self.max_age) * 1000)
-        async with db.execute("SELECT COALESCE(MAX(id), 0) FROM batches WHERE ts < ?", (cutoff,)) as cur:
+        async with db.execute("SELECT COALESCE(MAX(id), 0) FROM batches WHERE stored < ?", (cutoff,)) as cur:
             row = await cur.fetchone()
         upto = int(row[0]) if row else 0
-        excess = await self._size() - self.max_bytes
+        excess = await self._pages_in_use() - (self.max_bytes - self.wal_limit)
         if excess > 0 or force:
             target = max(excess, 1)
             async with db.execute("SELECT id, length(payload) FROM batches ORDER BY id LIMIT 100000") as cur:
@@ -325,8 +331,8 @@ class Buffer:
                 ", ".join(f"{s}={n}" for n, s in lost),
             )
 
-    async def _size(self) -> int:
-        """Bytes the buffer holds on disk: live pages of the database plus the WAL."""
+    async def _pages_in_use(self) -> int:
+        """Bytes of database pages holding data (free pages are reused, so the file stops growing)."""
         db = self._require(self._db)
         values = []
         for pragma in ("page_count", "freelist_count", "page_size"):
@@ -334,9 +340,7 @@ class Buffer:
                 row = await cur.fetchone()
                 values.append(int(row[0]) if row else 0)
         pages, free, page_size = values
-        wal = Path(f"{self.path}-wal")
-        wal_size = wal.stat().st_size if wal.exists() else 0
-        return (pages - free) * page_size + wal_size
+        return (pages - free) * page_size
 
     def _count_dropped(self, source: str, readings: int) -> None:
         self.stats.dropped[source] = self.stats.dropped.get(source, 0) + readings
