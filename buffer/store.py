@@ -38,6 +38,14 @@ CREATE TABLE IF NOT EXISTS sources (
 """
 
 
+def move_aside(path: Path, aside: Path) -> None:
+    """Rename a database and its WAL and shared-memory files."""
+    for suffix in ("", "-wal", "-shm"):
+        src = Path(f"{path}{suffix}")
+        if src.exists():
+            src.rename(Path(f"{aside}{suffix}"))
+
+
 @dataclass(frozen=True, slots=True)
 class StoredBatch:
     """A committed batch as read back for publishing."""
@@ -107,12 +115,16 @@ class Buffer:
             await self._connect()
         except sqlite3.DatabaseError as exc:
             await self._close_connections()
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
-            log.error("buffer %s is corrupt (%s); moved aside to %s, starting a new one", self.path, exc, aside)
-            for suffix in ("", "-wal", "-shm"):
-                src = Path(f"{self.path}{suffix}")
-                if src.exists():
-                    src.rename(Path(f"{aside}{suffix}"))
+            aside = self.path.with_name(
+                f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}"
+            )
+            log.error(
+                "buffer %s is corrupt (%s); moved aside to %s, starting a new one",
+                self.path,
+                exc,
+                aside,
+            )
+            await asyncio.to_thread(move_aside, self.path, aside)
             await self._connect()
         self._writer = asyncio.create_task(self._write_loop(), name="buffer-writer")
 
@@ -134,7 +146,9 @@ class Buffer:
                 if dropped:
                     self.stats.dropped[name] = dropped
         # A second connection for reads: it sees only committed rows (WAL snapshot).
-        self._reader = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
+        self._reader = await aiosqlite.connect(
+            f"file:{self.path}?mode=ro", uri=True, isolation_level=None
+        )
 
     async def close(self) -> None:
         """Commit what is queued, stop the writer and close the database."""
@@ -160,7 +174,7 @@ class Buffer:
         return self._last_seq.get(source, 0)
 
     def add(self, batch: Batch) -> None:
-        """Queue a batch for the next commit; never blocks. A full queue drops its oldest, counted."""
+        """Queue a batch for the next commit; never blocks. A full queue drops its oldest."""
         if not batch.readings:
             return
         if len(self._pending) >= self.queue_limit:
@@ -174,7 +188,10 @@ class Buffer:
         """Committed batches with ``after < id <= up_to``, oldest first, not yet released."""
         reader = self._require(self._reader)
         if up_to is None:
-            sql = "SELECT id, source, ts, first_seq, payload FROM batches WHERE id > ? ORDER BY id LIMIT ?"
+            sql = (
+                "SELECT id, source, ts, first_seq, payload FROM batches WHERE id > ? "
+                "ORDER BY id LIMIT ?"
+            )
             args: tuple[int, ...] = (after, limit)
         else:
             sql = (
@@ -208,7 +225,9 @@ class Buffer:
     async def backlog(self) -> tuple[int, int, int | None]:
         """Batches, readings and the oldest batch's ts still in the buffer."""
         reader = self._require(self._reader)
-        async with reader.execute("SELECT COUNT(*), COALESCE(SUM(count), 0), MIN(ts) FROM batches") as cur:
+        async with reader.execute(
+            "SELECT COUNT(*), COALESCE(SUM(count), 0), MIN(ts) FROM batches"
+        ) as cur:
             row = await cur.fetchone()
         assert row is not None
         return int(row[0]), int(row[1]), row[2]
@@ -243,14 +262,18 @@ class Buffer:
         releases = self._releases
         self._releases = []
         now_ms = time.time_ns() // 1_000_000
-        rows = [(b.source, b.ts, now_ms, b.first_seq, len(b.readings), pack(b.readings)) for b in batches]
+        rows = [
+            (b.source, b.ts, now_ms, b.first_seq, len(b.readings), pack(b.readings))
+            for b in batches
+        ]
         last: dict[str, int] = {}
         for b in batches:
             last[b.source] = b.last_seq
         try:
             await db.execute("BEGIN")
             await db.executemany(
-                "INSERT INTO batches (source, ts, stored, first_seq, count, payload) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO batches (source, ts, stored, first_seq, count, payload) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 rows,
             )
             await db.executemany(
@@ -266,7 +289,11 @@ class Buffer:
                 await db.execute("ROLLBACK")
             self.stats.write_errors += 1
             self._releases = releases + self._releases
-            log.error("buffer commit failed (%s); %d batch(es) kept in memory, retrying", exc, len(batches))
+            log.error(
+                "buffer commit failed (%s); %d batch(es) kept in memory, retrying",
+                exc,
+                len(batches),
+            )
             if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
                 await self._evict(force=True)
             await asyncio.sleep(0.5)
@@ -288,13 +315,17 @@ class Buffer:
         """Drop the oldest batches beyond max_age and max_bytes; count what each source lost."""
         db = self._require(self._db)
         cutoff = int((time.time() - self.max_age) * 1000)
-        async with db.execute("SELECT COALESCE(MAX(id), 0) FROM batches WHERE stored < ?", (cutoff,)) as cur:
+        async with db.execute(
+            "SELECT COALESCE(MAX(id), 0) FROM batches WHERE stored < ?", (cutoff,)
+        ) as cur:
             row = await cur.fetchone()
         upto = int(row[0]) if row else 0
         excess = await self._pages_in_use() - (self.max_bytes - self.wal_limit)
         if excess > 0 or force:
             target = max(excess, 1)
-            async with db.execute("SELECT id, length(payload) FROM batches ORDER BY id LIMIT 100000") as cur:
+            async with db.execute(
+                "SELECT id, length(payload) FROM batches ORDER BY id LIMIT 100000"
+            ) as cur:
                 freed = 0
                 async for id_, size in cur:
                     upto = max(upto, id_)
@@ -332,7 +363,7 @@ class Buffer:
             )
 
     async def _pages_in_use(self) -> int:
-        """Bytes of database pages holding data (free pages are reused, so the file stops growing)."""
+        """Bytes of pages holding data (free pages are reused, so the file stops growing)."""
         db = self._require(self._db)
         values = []
         for pragma in ("page_count", "freelist_count", "page_size"):

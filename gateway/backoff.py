@@ -6,7 +6,9 @@ import random
 from collections.abc import Callable, Iterator
 
 
-def backoff(base: float = 0.5, cap: float = 30.0, rng: Callable[[], float] = random.random) -> Iterator[float]:
+def backoff(
+    base: float = 0.5, cap: float = 30.0, rng: Callable[[], float] = random.random
+) -> Iterator[float]:
     """Yield delays uniform in [0, min(cap, base * 2**attempt)] (AWS "full jitter")."""
     attempt = 0
     while True:

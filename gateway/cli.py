@@ -104,13 +104,17 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(prog="plantgate", description="Edge data gateway: PLC tags to MQTT.")
+    parser = argparse.ArgumentParser(
+        prog="plantgate", description="Edge data gateway: PLC tags to MQTT."
+    )
     parser.add_argument("--version", action="version", version=f"plantgate {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_config(p: argparse.ArgumentParser) -> None:
-        p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="tag map (default: config.yaml)")
+        p.add_argument(
+            "-c", "--config", default=DEFAULT_CONFIG, help="tag map (default: config.yaml)"
+        )
 
     p = sub.add_parser("run", help="run the gateway")
     with_config(p)

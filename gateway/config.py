@@ -1,4 +1,4 @@
-"""Load config.yaml into typed models: env interpolation, then validation with every problem listed."""
+"""Load config.yaml into typed models: env interpolation, then validation listing every problem."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from connectors import PROTOCOLS, SourceConfig
 from gateway.errors import ConfigError
@@ -51,7 +52,7 @@ class ReplayConfig(Strict):
     """How the backlog is sent after an outage."""
 
     order: Literal["live_first", "in_order"] = "live_first"
-    max_rate: int = Field(5000, gt=0)  # readings/s
+    max_rate: int = Field(default=5000, gt=0)  # readings/s
 
 
 class SparkplugConfig(Strict):
@@ -77,7 +78,7 @@ class MqttConfig(Strict):
     qos: Literal[0, 1] = 1
     retain: bool = True
     keepalive: Duration = 30.0
-    max_inflight: int = Field(1000, ge=1, le=60000)  # paho's message ids end at 65,535
+    max_inflight: int = Field(default=1000, ge=1, le=60000)  # paho's message ids end at 65,535
     replay: ReplayConfig = ReplayConfig()
     sparkplug: SparkplugConfig = SparkplugConfig()
 
@@ -96,8 +97,15 @@ class MqttConfig(Strict):
     @field_validator("topic_prefix")
     @classmethod
     def _prefix(cls, prefix: str) -> str:
-        if not prefix or any(c in prefix for c in "#+\x00") or prefix.startswith("/") or prefix.endswith("/"):
-            raise ValueError("topic_prefix must be non-empty, without wildcards or leading/trailing '/'")
+        if (
+            not prefix
+            or any(c in prefix for c in "#+\x00")
+            or prefix.startswith("/")
+            or prefix.endswith("/")
+        ):
+            raise ValueError(
+                "topic_prefix must be non-empty, without wildcards or leading/trailing '/'"
+            )
         return prefix
 
     @field_validator("format")
@@ -155,7 +163,9 @@ def duplicate_names(config: Config) -> list[tuple[Loc, str]]:
         tags: set[str] = set()
         for j, tag in enumerate(source.tags):
             if tag.name in tags:
-                found.append((("sources", i, "tags", j, "name"), f"duplicate tag name {tag.name!r}"))
+                found.append(
+                    (("sources", i, "tags", j, "name"), f"duplicate tag name {tag.name!r}")
+                )
             tags.add(tag.name)
     return found
 
@@ -210,7 +220,7 @@ def _render_path(loc: Loc) -> str:
     return out
 
 
-def _message(err: dict[str, Any], loc: Loc, model_keys: list[str]) -> str:
+def _message(err: ErrorDetails, loc: Loc, model_keys: list[str]) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         hint = difflib.get_close_matches(str(loc[-1]), model_keys, n=1)
@@ -221,7 +231,9 @@ def _message(err: dict[str, Any], loc: Loc, model_keys: list[str]) -> str:
         dots = " and '.'" if "tags" in loc else ""
         return f"{err.get('input')!r} may only use letters, digits, '_', '-'{dots}"
     if kind == "literal_error" and loc and loc[-1] == "protocol":
-        return f"unknown protocol {err.get('input')!r}; this version supports: {', '.join(PROTOCOLS)}"
+        return (
+            f"unknown protocol {err.get('input')!r}; this version supports: {', '.join(PROTOCOLS)}"
+        )
     msg = str(err["msg"])
     return msg.removeprefix("Value error, ")
 
@@ -255,7 +267,9 @@ def parse_config(text: str, file: str | None = None) -> Config:
         at = f" (line {mark.line + 1})" if mark is not None else ""
         raise ConfigError([f"not valid YAML{at}: {getattr(exc, 'problem', exc)}"], file) from exc
     if not isinstance(raw, dict):
-        raise ConfigError(["the file must be a YAML mapping with gateway:, mqtt: and sources:"], file)
+        raise ConfigError(
+            ["the file must be a YAML mapping with gateway:, mqtt: and sources:"], file
+        )
     found: list[tuple[Loc, str]] = []
     data = interpolate(raw, (), found)
     try:

@@ -11,7 +11,12 @@ _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=F
 
 
 def _reading(r: Reading, historical: bool) -> dict[str, object]:
-    body: dict[str, object] = {"value": r.value, "quality": r.quality.value, "ts": r.ts, "seq": r.seq}
+    body: dict[str, object] = {
+        "value": r.value,
+        "quality": r.quality.value,
+        "ts": r.ts,
+        "seq": r.seq,
+    }
     if historical:
         body["historical"] = True
     return body
@@ -24,7 +29,9 @@ def _safe(value: object) -> object:
     return value
 
 
-def per_tag(prefix: str, source: str, readings: list[Reading], historical: bool) -> Iterator[tuple[str, bytes]]:
+def per_tag(
+    prefix: str, source: str, readings: list[Reading], historical: bool
+) -> Iterator[tuple[str, bytes]]:
     """One message per reading on ``{prefix}/{source}/{tag}``."""
     for r in readings:
         body = _reading(r, historical)
@@ -38,7 +45,13 @@ def per_batch(
     """One message per batch on ``{prefix}/{source}``."""
     items = []
     for r in readings:
-        item = {"tag": r.tag, "value": _safe(r.value), "quality": r.quality.value, "ts": r.ts, "seq": r.seq}
+        item = {
+            "tag": r.tag,
+            "value": _safe(r.value),
+            "quality": r.quality.value,
+            "ts": r.ts,
+            "seq": r.seq,
+        }
         items.append(item)
     body: dict[str, object] = {"ts": ts, "readings": items}
     if historical:

@@ -16,7 +16,9 @@ class ConfigError(PlantgateError):
         self.problems = problems
         self.file = file
         where = f"{file}: " if file else ""
-        super().__init__(f"{where}{len(problems)} problem(s) in config:\n  " + "\n  ".join(problems))
+        super().__init__(
+            f"{where}{len(problems)} problem(s) in config:\n  " + "\n  ".join(problems)
+        )
 
 
 class SourceError(PlantgateError):

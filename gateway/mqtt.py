@@ -42,7 +42,10 @@ class MqttLink:
         self._misc: asyncio.Task[None] | None = None
         self._sock: Any = None
         client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True, protocol=paho.MQTTv311
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=True,
+            protocol=paho.MQTTv311,
         )
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -90,7 +93,9 @@ class MqttLink:
             code = await asyncio.wait_for(asyncio.shield(self._connack), timeout)
         except TimeoutError as exc:
             await self.close()
-            raise BrokerError(f"broker {where}: accepted TCP but sent no CONNACK within {timeout:.0f}s") from exc
+            raise BrokerError(
+                f"broker {where}: accepted TCP but sent no CONNACK within {timeout:.0f}s"
+            ) from exc
         if code.is_failure:
             await self.close()
             raise BrokerRefused(f"broker {where} refused the connection: {code}")
@@ -133,15 +138,21 @@ class MqttLink:
 
     # -- paho callbacks (loop thread, except socket_open from the connect thread) -------------
 
-    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, code: ReasonCode, props: Any) -> None:
+    def _on_connect(
+        self, client: paho.Client, userdata: Any, flags: Any, code: ReasonCode, props: Any
+    ) -> None:
         if not self._connack.done():
             self._connack.set_result(code)
 
-    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, code: ReasonCode, props: Any) -> None:
+    def _on_disconnect(
+        self, client: paho.Client, userdata: Any, flags: Any, code: ReasonCode, props: Any
+    ) -> None:
         if not self.closed.done():
             self.closed.set_result(str(code))
 
-    def _on_publish(self, client: paho.Client, userdata: Any, mid: int, code: ReasonCode, props: Any) -> None:
+    def _on_publish(
+        self, client: paho.Client, userdata: Any, mid: int, code: ReasonCode, props: Any
+    ) -> None:
         self._on_ack(mid)
 
     def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from buffer import Buffer, StoredBatch
 from gateway import __version__
@@ -48,7 +50,9 @@ class Pacer:
         now = time.monotonic()
         self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        need = min(readings, self.rate)  # a batch larger than a second's worth goes when the bucket is full
+        need = min(
+            readings, self.rate
+        )  # a batch larger than a second's worth goes when the bucket is full
         if self.tokens >= need:
             self.tokens -= readings
             return 0.0
@@ -102,7 +106,9 @@ class Publisher:
         while self._inflight and time.monotonic() < deadline and not link.closed.done():
             self._window_open.clear()
             try:
-                await asyncio.wait_for(self._window_open.wait(), max(0.0, deadline - time.monotonic()))
+                await asyncio.wait_for(
+                    self._window_open.wait(), max(0.0, deadline - time.monotonic())
+                )
             except TimeoutError:
                 break
         try:
@@ -118,10 +124,8 @@ class Publisher:
         """Send a metrics message if online (QoS 0, not retained, never buffered)."""
         link = self._link
         if link is not None and self.online.is_set():
-            try:
+            with contextlib.suppress(BrokerError):
                 link.publish(self.metrics_topic, payload, qos=0, retain=False)
-            except BrokerError:
-                pass
 
     # -- connection ----------------------------------------------------------------------------
 
@@ -161,7 +165,11 @@ class Publisher:
         self._remaining.clear()
 
     def _status(self, state: str) -> bytes:
-        body = {"state": state, "ts": time.time_ns() // 1_000_000, "gateway": self.config.gateway.name}
+        body = {
+            "state": state,
+            "ts": time.time_ns() // 1_000_000,
+            "gateway": self.config.gateway.name,
+        }
         body["version"] = __version__
         return json.dumps(body, separators=(",", ":")).encode()
 
@@ -185,7 +193,9 @@ class Publisher:
                 raise BrokerError(f"connection closed: {link.closed.result()}")
             pause = 1.0
             if len(self._inflight) < self.mqtt.max_inflight:
-                last, pause = self._send_all(link, await self.buffer.take(live, TAKE_LIMIT), boundary, pacer)
+                last, pause = self._send_all(
+                    link, await self.buffer.take(live, TAKE_LIMIT), boundary, pacer
+                )
                 live = last or live
                 if last is None and pause > 0 and backlog < boundary:
                     older = await self.buffer.take(backlog, TAKE_LIMIT, up_to=boundary)
@@ -216,12 +226,14 @@ class Publisher:
 
     async def _wait_for_work(self, link: MqttLink, timeout: float) -> None:
         self._window_open.clear()
-        waits = [
+        waits: list[asyncio.Future[Any]] = [
             asyncio.ensure_future(self.buffer.wait_committed()),
             asyncio.ensure_future(self._window_open.wait()),
         ]
         try:
-            await asyncio.wait([*waits, link.closed], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                [*waits, link.closed], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             for w in waits:
                 w.cancel()
@@ -230,7 +242,9 @@ class Publisher:
         cfg = self.mqtt
         retain = cfg.retain and not historical
         if cfg.layout == "per_batch":
-            topic, payload = per_batch(cfg.topic_prefix, batch.source, batch.ts, batch.readings, historical)
+            topic, payload = per_batch(
+                cfg.topic_prefix, batch.source, batch.ts, batch.readings, historical
+            )
             messages = [(topic, payload)]
             retain = False  # a batch is history, not a live value
         else:

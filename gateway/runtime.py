@@ -111,8 +111,12 @@ class SourceRunner:
     def _lost(self, reason: str, now: float) -> None:
         """Mark every tag bad once, and log the loss once, however long it lasts."""
         if self.stats.state != "lost":
-            log.warning("%s: connection lost: %s; tags bad, retrying with backoff", self.source.name, reason)
-            self._report(self.tags, [BAD_SAMPLE] * len(self.tags), now, wall_ms=time.time_ns() // 1_000_000)
+            log.warning(
+                "%s: connection lost: %s; tags bad, retrying with backoff", self.source.name, reason
+            )
+            self._report(
+                self.tags, [BAD_SAMPLE] * len(self.tags), now, wall_ms=time.time_ns() // 1_000_000
+            )
         self.stats.state = "lost"
         self.stats.last_error = reason
 
@@ -130,7 +134,9 @@ class SourceRunner:
         self.stats.last_scan_ms = (time.perf_counter() - started) * 1000
         self._report(tags, samples, tick, wall_ms)
 
-    def _report(self, tags: Sequence[TagBase], samples: Sequence[Sample], tick: float, wall_ms: int) -> None:
+    def _report(
+        self, tags: Sequence[TagBase], samples: Sequence[Sample], tick: float, wall_ms: int
+    ) -> None:
         chosen = self._reporter.select(tags, samples, tick)
         if not chosen:
             return
@@ -144,14 +150,19 @@ class SourceRunner:
         self.emit(Batch(self.source.name, wall_ms, readings))
 
     def _advance(self, due: list[ScanGroup], now: float) -> None:
-        """Move each scanned group to its next tick; ticks already missed are skipped and counted."""
+        """Move scanned groups to their next tick; ticks already missed are skipped and counted."""
         for group in due:
             group.next_due += group.interval
             if group.next_due <= now:
                 missed = math.floor((now - group.next_due) / group.interval) + 1
                 group.next_due += missed * group.interval
                 self.stats.overruns += missed
-                log.debug("%s: scan overran by %d tick(s) of %.3fs", self.source.name, missed, group.interval)
+                log.debug(
+                    "%s: scan overran by %d tick(s) of %.3fs",
+                    self.source.name,
+                    missed,
+                    group.interval,
+                )
 
     def _realign(self, now: float) -> None:
         """After a (re)connect, scan at once; the tick grid continues from here."""

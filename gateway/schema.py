@@ -1,4 +1,4 @@
-"""Typed building blocks of the YAML tag map shared by every source: durations, sizes, names, tags."""
+"""Typed building blocks of the YAML tag map: durations, sizes, names, tags."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ _SIZE_UNITS = {
 
 
 def parse_duration(value: object) -> float:
-    """Parse ``250ms``, ``1s``, ``5m``, ``2h``, ``7d`` (or a bare number of seconds) into seconds."""
+    """Parse ``250ms``, ``1s``, ``5m``, ``2h``, ``7d`` (or bare seconds) into seconds."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 250ms, 1s, 5m or 7d")
     if isinstance(value, int | float):
@@ -71,7 +71,9 @@ Size = Annotated[int, BeforeValidator(parse_size)]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$", min_length=1, max_length=64)]
 """A name that is safe in MQTT topics and as a Sparkplug id."""
 
-TagName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", min_length=1, max_length=128)]
+TagName = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", min_length=1, max_length=128)
+]
 """A tag name: letters, digits, ``_ - .`` (dots let UDT members nest)."""
 
 
@@ -86,7 +88,7 @@ class TagBase(Strict):
 
     name: TagName
     units: str | None = None
-    deadband: float = Field(0.0, ge=0)
+    deadband: float = Field(default=0.0, ge=0)
     report: Literal["on_change", "always"] = "on_change"
     heartbeat: Duration | None = None
     scan: Duration | None = None  # None: the source's scan

@@ -22,13 +22,16 @@ def describe(topic: str, payload: bytes, now_ms: int) -> str:
     if isinstance(body, dict) and "value" in body:
         age = (now_ms - int(body.get("ts", now_ms))) / 1000
         hist = "  historical" if body.get("historical") else ""
-        return f"{topic:<48} {body['value']!s:>24}  {body.get('quality', '?'):<9} seq={body.get('seq')}  age={age:.1f}s{hist}"
+        value, quality, seq = body["value"], body.get("quality", "?"), body.get("seq")
+        return f"{topic:<48} {value!s:>24}  {quality:<9} seq={seq}  age={age:.1f}s{hist}"
     if isinstance(body, dict) and "readings" in body:
         return f"{topic:<48} batch of {len(body['readings'])} readings"
     return f"{topic:<48} {json.dumps(body)[:120]}"
 
 
-def tail(cfg: MqttConfig, topic: str | None = None, count: int | None = None, out: TextIO = sys.stdout) -> int:
+def tail(
+    cfg: MqttConfig, topic: str | None = None, count: int | None = None, out: TextIO = sys.stdout
+) -> int:
     """Subscribe to the gateway's topics and print each message until Ctrl-C (or ``count``)."""
     seen = 0
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
@@ -49,7 +52,11 @@ def tail(cfg: MqttConfig, topic: str | None = None, count: int | None = None, ou
 
     def on_message(c: paho.Client, u: Any, msg: paho.MQTTMessage) -> None:
         nonlocal seen
-        print(describe(msg.topic, msg.payload, time.time_ns() // 1_000_000), file=out, flush=True)
+        print(
+            describe(msg.topic, bytes(msg.payload), time.time_ns() // 1_000_000),
+            file=out,
+            flush=True,
+        )
         seen += 1
         if count is not None and seen >= count:
             c.disconnect()

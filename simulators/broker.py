@@ -54,7 +54,11 @@ class Mosquitto:
             f"log_dest file {self.workdir / 'mosquitto.log'}",
         ]
         if self.persistence:
-            lines += ["persistence true", f"persistence_location {self.workdir}/", "autosave_interval 1"]
+            lines += [
+                "persistence true",
+                f"persistence_location {self.workdir}/",
+                "autosave_interval 1",
+            ]
         conf.write_text("\n".join(lines) + "\n")
         self.proc = subprocess.Popen(
             [find_mosquitto(), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -64,7 +68,10 @@ class Mosquitto:
             if self.proc.poll() is not None:
                 err = self.proc.stderr.read().decode() if self.proc.stderr else ""
                 raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {err.strip()}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.2),
+            ):
                 return
             time.sleep(0.05)
         raise TimeoutError(f"mosquitto did not listen on port {self.port} within {timeout}s")

@@ -1,4 +1,4 @@
-"""``make demo``: mosquitto, the simulators and the gateway on this machine, live values on screen."""
+"""``make demo``: mosquitto, the simulators and the gateway here, with live values on screen."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from pathlib import Path
 from simulators.broker import Mosquitto, free_port
 
 
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 15.0) -> None:
+def wait_for_port(
+    port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 15.0
+) -> None:
     """Wait until something listens on 127.0.0.1:port, or fail if the process died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -65,13 +67,24 @@ def main(argv: list[str] | None = None) -> int:
         py = sys.executable
         with open(work / "simulators.log", "wb") as log:
             simulator = subprocess.Popen(
-                [py, "-m", "gateway", "simulate", "--modbus-port", str(modbus_port)], stdout=log, stderr=log
+                [py, "-m", "gateway", "simulate", "--modbus-port", str(modbus_port)],
+                stdout=log,
+                stderr=log,
             )
         wait_for_port(modbus_port, simulator, "the Modbus simulator")
-        print(f"demo: Modbus simulator on 127.0.0.1:{modbus_port} (log: {work / 'simulators.log'})", flush=True)
+        print(
+            f"demo: Modbus simulator on 127.0.0.1:{modbus_port} (log: {work / 'simulators.log'})",
+            flush=True,
+        )
         with open(work / "gateway.log", "wb") as log:
-            gateway = subprocess.Popen([py, "-m", "gateway", "run", "-c", args.config], stdout=log, stderr=log, env=env)
-        print(f"demo: gateway running with {args.config} (log: {work / 'gateway.log'}); Ctrl-C stops\n", flush=True)
+            gateway = subprocess.Popen(
+                [py, "-m", "gateway", "run", "-c", args.config], stdout=log, stderr=log, env=env
+            )
+        print(
+            f"demo: gateway running with {args.config} (log: {work / 'gateway.log'})\n"
+            "demo: Ctrl-C stops everything\n",
+            flush=True,
+        )
 
         os.environ.update(env)
         from gateway.config import load_config
@@ -95,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         stop(simulator)
         broker.stop()
     if gateway is not None and gateway.returncode not in (0, None):
-        print(f"demo: gateway exited with {gateway.returncode}; see {work / 'gateway.log'}", file=sys.stderr)
+        print(
+            f"demo: gateway exited with {gateway.returncode}; see {work / 'gateway.log'}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -45,8 +45,18 @@ from simulators.plant import PlantSnapshot, snapshot
 log = logging.getLogger(__name__)
 
 TABLE_SIZE = 10_000
-_TABLE_OF_FUNCTION = {1: "coil", 5: "coil", 15: "coil", 2: "discrete", 3: "holding", 6: "holding",
-                      16: "holding", 22: "holding", 23: "holding", 4: "input"}
+_TABLE_OF_FUNCTION = {
+    1: "coil",
+    5: "coil",
+    15: "coil",
+    2: "discrete",
+    3: "holding",
+    6: "holding",
+    16: "holding",
+    22: "holding",
+    23: "holding",
+    4: "input",
+}
 
 
 def words(data: bytes, order: str) -> list[int]:
@@ -131,7 +141,9 @@ class Faults:
 class PlantContext(ModbusServerContext):
     """pymodbus datastore serving the plant model (the server's external-datastore interface)."""
 
-    def __init__(self, unit_ids: tuple[int, ...] = (1, 2)) -> None:  # no super(): its store is unused
+    def __init__(
+        self, unit_ids: tuple[int, ...] = (1, 2)
+    ) -> None:  # no super(): its store is unused
         self.old_simulator = True
         self.simdevices = []
         self.units = {u: Unit(u) for u in unit_ids}
@@ -165,7 +177,7 @@ class PlantContext(ModbusServerContext):
                 return code
         return f.exception
 
-    async def async_getValues(  # type: ignore[override]
+    async def async_getValues(
         self, device_id: int, func_code: int, address: int, count: int = 1
     ) -> list[int] | list[bool] | ExcCodes:
         """Serve a read from the plant model."""
@@ -211,12 +223,17 @@ class ModbusSimulator:
         """Listen on host:port."""
         self._server = ModbusTcpServer(self.context, address=(self.host, self.port))
         await self._server.serve_forever(background=True)
-        log.info("modbus simulator on %s:%d (unit ids %s)", self.host, self.port, self.context.device_ids())
+        log.info(
+            "modbus simulator on %s:%d (unit ids %s)",
+            self.host,
+            self.port,
+            self.context.device_ids(),
+        )
 
     async def stop(self) -> None:
         """Close the listener and every client connection."""
         if self._server is not None:
-            await self._server.shutdown()
+            await self._server.shutdown()  # type: ignore[no-untyped-call]
             self._server = None
 
     def drop_connections(self) -> None:

@@ -15,7 +15,9 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+def wait_until(
+    condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
+) -> None:
     """Poll a condition until it holds or the deadline passes (no fixed sleeps in tests)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -25,7 +27,9 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str =
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-async def async_wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+async def async_wait_until(
+    condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
+) -> None:
     """The same, for async tests."""
     import asyncio
 
@@ -104,7 +108,10 @@ class Recorder:
             if "readings" in m.body:
                 src = m.topic.rsplit("/", 1)[-1]
                 if source in (None, src):
-                    out.extend({**r, "source": src, "historical": m.body.get("historical", False)} for r in m.body["readings"])
+                    out.extend(
+                        {**r, "source": src, "historical": m.body.get("historical", False)}
+                        for r in m.body["readings"]
+                    )
             elif "seq" in m.body:
                 src, tag = m.topic.rsplit("/", 2)[-2:]
                 if source in (None, src):
@@ -136,11 +143,20 @@ def write_config(path: Path, data: dict[str, Any]) -> Path:
 
 
 def gateway_config(
-    tmp: Path, broker_port: int, modbus_port: int, *, tags: list[dict[str, Any]] | None = None, **mqtt: Any
+    tmp: Path,
+    broker_port: int,
+    modbus_port: int,
+    *,
+    tags: list[dict[str, Any]] | None = None,
+    **mqtt: Any,
 ) -> dict[str, Any]:
     """A config against the test broker and Modbus simulator."""
     return {
-        "gateway": {"name": "test-edge", "buffer": {"path": str(tmp / "buffer.db")}, "metrics_interval": "1s"},
+        "gateway": {
+            "name": "test-edge",
+            "buffer": {"path": str(tmp / "buffer.db")},
+            "metrics_interval": "1s",
+        },
         "mqtt": {"url": f"mqtt://127.0.0.1:{broker_port}", "topic_prefix": "t/line", **mqtt},
         "sources": [
             {
@@ -153,7 +169,12 @@ def gateway_config(
                 "tags": tags
                 or [
                     {"name": "counter", "address": "holding:0", "report": "always"},
-                    {"name": "sine", "address": "holding:10", "type": "float32", "report": "always"},
+                    {
+                        "name": "sine",
+                        "address": "holding:10",
+                        "type": "float32",
+                        "report": "always",
+                    },
                 ],
             }
         ],

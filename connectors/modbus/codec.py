@@ -107,7 +107,9 @@ def registers_to_bytes(registers: list[int] | tuple[int, ...]) -> bytes:
     return b"".join(r.to_bytes(2, "big") for r in registers)
 
 
-def decode(registers: list[int] | tuple[int, ...], data_type: DataType, order: ByteOrder) -> Number | str:
+def decode(
+    registers: list[int] | tuple[int, ...], data_type: DataType, order: ByteOrder
+) -> Number | str:
     """Decode the registers of one value (exactly its width) into a Python value."""
     wire = registers_to_bytes(registers)
     if data_type == "string":
@@ -136,7 +138,9 @@ def shortest_float32(value: float, packed: bytes) -> float:
     return value
 
 
-def encode(value: Number | str | bool, data_type: DataType, order: ByteOrder, length: int | None = None) -> list[int]:
+def encode(
+    value: Number | str | bool, data_type: DataType, order: ByteOrder, length: int | None = None
+) -> list[int]:
     """Encode a Python value into registers, the exact inverse of :func:`decode`."""
     if data_type == "string":
         count = register_count("string", length)
@@ -152,7 +156,7 @@ def encode(value: Number | str | bool, data_type: DataType, order: ByteOrder, le
     canonical = struct.pack(_STRUCT[data_type], value)
     width = len(canonical)
     perm = _permutation(order, width)
-    wire = bytearray(width)
+    out = bytearray(width)
     for canonical_pos, wire_pos in enumerate(perm):
-        wire[wire_pos] = canonical[canonical_pos]
-    return [int.from_bytes(wire[i : i + 2], "big") for i in range(0, width, 2)]
+        out[wire_pos] = canonical[canonical_pos]
+    return [int.from_bytes(out[i : i + 2], "big") for i in range(0, width, 2)]

@@ -40,7 +40,7 @@ class ModbusTag(TagBase):
 
     address: ModbusAddress
     type: DataType | None = None  # default: bool for coils/discrete/bits, uint16 for registers
-    length: int | None = Field(None, ge=1, le=MAX_REGISTERS)
+    length: int | None = Field(default=None, ge=1, le=MAX_REGISTERS)
     byte_order: ByteOrder | None = None  # default: the source's
     scale: Scale | None = None
     multiplier: float | None = None
@@ -51,11 +51,12 @@ class ModbusTag(TagBase):
         data_type = self.data_type
         if self.address.is_bit_table or self.address.bit is not None:
             if data_type != "bool":
-                raise ValueError(f"{self.address} holds one bit: type must be bool, not {data_type}")
+                raise ValueError(
+                    f"{self.address} holds one bit: type must be bool, not {data_type}"
+                )
         elif data_type == "bool":
-            raise ValueError(
-                f"type bool on a register needs a bit number, e.g. {self.address.table}:{self.address.offset}.0"
-            )
+            where = f"{self.address.table}:{self.address.offset}"
+            raise ValueError(f"type bool on a register needs a bit number, e.g. {where}.0")
         if data_type == "string" and not self.length:
             raise ValueError("type string needs length (registers, two characters each)")
         if data_type != "string" and self.length is not None:
@@ -90,10 +91,12 @@ class ModbusSource(SourceBase):
 
     protocol: Literal["modbus"]
     host: str
-    port: int = Field(502, ge=1, le=65535)
-    unit_id: int = Field(1, ge=0, le=255)
+    port: int = Field(default=502, ge=1, le=65535)
+    unit_id: int = Field(default=1, ge=0, le=255)
     byte_order: ByteOrder = "ABCD"
     timeout: Duration = 3.0
-    max_gap: int = Field(0, ge=0, le=MAX_REGISTERS)  # unused registers read to merge requests
-    max_registers_per_read: int = Field(MAX_REGISTERS, ge=1, le=MAX_REGISTERS)
+    max_gap: int = Field(
+        default=0, ge=0, le=MAX_REGISTERS
+    )  # unused registers read to merge requests
+    max_registers_per_read: int = Field(default=MAX_REGISTERS, ge=1, le=MAX_REGISTERS)
     tags: list[ModbusTag] = Field(min_length=1)

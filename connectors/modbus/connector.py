@@ -84,7 +84,9 @@ class ModbusConnector:
             raise ConnectionLost(f"cannot connect to {src.host}:{src.port}: {exc}") from exc
         if not ok:
             client.close()
-            raise ConnectionLost(f"cannot connect to {src.host}:{src.port}: connection refused or timed out")
+            raise ConnectionLost(
+                f"cannot connect to {src.host}:{src.port}: connection refused or timed out"
+            )
         self._client = client
 
     async def read(self, tags: Sequence[ModbusTag]) -> list[Sample]:
@@ -109,7 +111,9 @@ class ModbusConnector:
                 try:
                     value = decode_tag(tag, request, words, tag.byte_order or order)
                 except (ValueError, IndexError) as exc:  # e.g. a short reply from the device
-                    log.warning("%s: %s: cannot decode %s: %s", self.source.name, tag.name, tag.address, exc)
+                    log.warning(
+                        "%s: %s: cannot decode %s: %s", self.source.name, tag.name, tag.address, exc
+                    )
                     continue
                 samples[index] = Sample(value, Quality.GOOD)
         return samples
@@ -132,9 +136,13 @@ class ModbusConnector:
         }[request.table]
         self.requests_sent += 1
         try:
-            response: ModbusPDU = await read(request.start, count=request.count, device_id=self.source.unit_id)
+            response: ModbusPDU = await read(
+                request.start, count=request.count, device_id=self.source.unit_id
+            )
         except ModbusException as exc:
-            if client.connected:  # a timeout on a live connection: this request failed, not the link
+            if (
+                client.connected
+            ):  # a timeout on a live connection: this request failed, not the link
                 raise DeviceError(f"no answer: {exc}") from exc
             raise ConnectionLost(f"{self.source.host}:{self.source.port}: {exc}") from exc
         except OSError as exc:
@@ -145,7 +153,9 @@ class ModbusConnector:
         if request.table in ("coil", "discrete"):
             return [int(b) for b in response.bits[: request.count]]
         if len(response.registers) < request.count:
-            raise DeviceError(f"short reply: {len(response.registers)} of {request.count} registers")
+            raise DeviceError(
+                f"short reply: {len(response.registers)} of {request.count} registers"
+            )
         return list(response.registers)
 
     def _note_refused(self, request: ReadRequest, reason: str | None) -> None:
@@ -154,11 +164,22 @@ class ModbusConnector:
         if reason is None:
             if before is not None:
                 del self._refused[key]
-                log.info("%s: %s:%d+%d readable again", self.source.name, request.table, request.start, request.count)
+                log.info(
+                    "%s: %s:%d+%d readable again",
+                    self.source.name,
+                    request.table,
+                    request.start,
+                    request.count,
+                )
         elif before != reason:
             self._refused[key] = reason
             names = ", ".join(tag.name for _, tag in request.members)
             log.warning(
                 "%s: read %s:%d+%d refused: %s; tags bad: %s",
-                self.source.name, request.table, request.start, request.count, reason, names,
+                self.source.name,
+                request.table,
+                request.start,
+                request.count,
+                reason,
+                names,
             )

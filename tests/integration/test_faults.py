@@ -31,7 +31,10 @@ class GatewayProcess:
     def start(self) -> None:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "run", "-c", str(self.config)], cwd=ROOT, stdout=out, stderr=out
+                [sys.executable, "-m", "gateway", "run", "-c", str(self.config)],
+                cwd=ROOT,
+                stdout=out,
+                stderr=out,
             )
 
     def kill(self) -> None:
@@ -77,8 +80,15 @@ async def sim_in_thread() -> Any:
     thread.join(10)
 
 
-def test_broker_outage_loses_nothing(tmp_path: Path, mosquitto: Mosquitto, sim_in_thread: ModbusSimulator) -> None:
-    cfg = gateway_config(tmp_path, mosquitto.port, sim_in_thread.port, replay={"order": "live_first", "max_rate": 2000})
+def test_broker_outage_loses_nothing(
+    tmp_path: Path, mosquitto: Mosquitto, sim_in_thread: ModbusSimulator
+) -> None:
+    cfg = gateway_config(
+        tmp_path,
+        mosquitto.port,
+        sim_in_thread.port,
+        replay={"order": "live_first", "max_rate": 2000},
+    )
     gateway = GatewayProcess(write_config(tmp_path / "gw.yaml", cfg), tmp_path / "gateway.log")
     rec = Recorder(mosquitto.port, "t/line/press1/#", client_id="historian").start()
     gateway.start()
@@ -90,7 +100,9 @@ def test_broker_outage_loses_nothing(tmp_path: Path, mosquitto: Mosquitto, sim_i
         mosquitto.start()
         # After the restart the backlog drains and live values flow again.
         wait_until(lambda: last_seq(rec) >= outage_started + 150, 40, "readings after the outage")
-        wait_until(lambda: seq_report(rec.readings("press1"))["missing"] == 0, 30, "the backlog to drain")
+        wait_until(
+            lambda: seq_report(rec.readings("press1"))["missing"] == 0, 30, "the backlog to drain"
+        )
         assert gateway.terminate() == 0
     finally:
         if gateway.proc and gateway.proc.poll() is None:
@@ -106,7 +118,9 @@ def test_broker_outage_loses_nothing(tmp_path: Path, mosquitto: Mosquitto, sim_i
     assert all(not r["retained"] for r in historical)  # replayed history is never retained
 
 
-def test_sigkill_loses_nothing(tmp_path: Path, mosquitto: Mosquitto, sim_in_thread: ModbusSimulator) -> None:
+def test_sigkill_loses_nothing(
+    tmp_path: Path, mosquitto: Mosquitto, sim_in_thread: ModbusSimulator
+) -> None:
     cfg = gateway_config(tmp_path, mosquitto.port, sim_in_thread.port)
     gateway = GatewayProcess(write_config(tmp_path / "gw.yaml", cfg), tmp_path / "gateway.log")
     rec = Recorder(mosquitto.port, "t/line/press1/#", client_id="historian").start()

@@ -14,7 +14,9 @@ from tests.helpers import async_wait_until
 
 
 def batch(source: str, first_seq: int, n: int = 3, ts: int = 1_700_000_000_000) -> Batch:
-    readings = [Reading(f"t{i}", float(i) + 0.5, Quality.GOOD, ts + i, first_seq + i) for i in range(n)]
+    readings = [
+        Reading(f"t{i}", float(i) + 0.5, Quality.GOOD, ts + i, first_seq + i) for i in range(n)
+    ]
     return Batch(source, ts, readings)
 
 
@@ -115,9 +117,15 @@ async def test_corrupt_file_is_moved_aside(tmp_path: Path) -> None:
     buf.add(batch("press1", 1))
     await committed(buf, 1)
     await buf.close()
-    aside = [p.name for p in tmp_path.iterdir() if ".corrupt-" in p.name]
+    aside = [p.name for p in tmp_path.iterdir() if ".corrupt-" in p.name]  # noqa: ASYNC240
     assert len(aside) == 1
     assert (tmp_path / aside[0]).read_bytes().startswith(b"this is not a database")
+
+
+async def test_a_buffer_path_that_cannot_be_a_directory_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("a file where the data directory should be")
+    with pytest.raises(StoreError, match="cannot create buffer directory"):
+        await Buffer(tmp_path / "data" / "b.db").open()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only directories")

@@ -55,7 +55,15 @@ def test_defaults_follow_the_contract() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("250ms", 0.25), ("1s", 1.0), ("5m", 300.0), ("2h", 7200.0), ("7d", 604800.0), ("1.5s", 1.5), (2, 2.0)],
+    [
+        ("250ms", 0.25),
+        ("1s", 1.0),
+        ("5m", 300.0),
+        ("2h", 7200.0),
+        ("7d", 604800.0),
+        ("1.5s", 1.5),
+        (2, 2.0),
+    ],
 )
 def test_durations(text: str | int, seconds: float) -> None:
     assert parse_duration(text) == seconds
@@ -80,7 +88,9 @@ def test_env_interpolation(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BROKER_PW", "s3cret")
     text = GOOD.replace(
         "  url: mqtt://127.0.0.1:1883\n",
-        "  url: ${BROKER_URL:-mqtt://10.0.0.5:1883}\n  username: ${BROKER_USER}\n  password: ${BROKER_PW}\n",
+        "  url: ${BROKER_URL:-mqtt://10.0.0.5:1883}\n"
+        "  username: ${BROKER_USER}\n"
+        "  password: ${BROKER_PW}\n",
     )
     config = parse_config(text)
     assert config.mqtt.username == "edge"
@@ -90,14 +100,22 @@ def test_env_interpolation(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_missing_env_var_is_named_with_its_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
-    text = GOOD.replace("  url: mqtt://127.0.0.1:1883\n", "  url: mqtt://127.0.0.1:1883\n  password: ${NOT_SET_ANYWHERE}\n")
-    assert problems(text) == ["mqtt.password: environment variable NOT_SET_ANYWHERE is not set (c.yaml:5)"]
+    text = GOOD.replace(
+        "  url: mqtt://127.0.0.1:1883\n",
+        "  url: mqtt://127.0.0.1:1883\n  password: ${NOT_SET_ANYWHERE}\n",
+    )
+    assert problems(text) == [
+        "mqtt.password: environment variable NOT_SET_ANYWHERE is not set (c.yaml:5)"
+    ]
 
 
 def test_password_file(tmp_path: Path) -> None:
     secret = tmp_path / "pw"
     secret.write_text("from-file\n")
-    text = GOOD.replace("  url: mqtt://127.0.0.1:1883\n", f"  url: mqtt://127.0.0.1:1883\n  password_file: {secret}\n")
+    text = GOOD.replace(
+        "  url: mqtt://127.0.0.1:1883\n",
+        f"  url: mqtt://127.0.0.1:1883\n  password_file: {secret}\n",
+    )
     assert parse_config(text).mqtt.secret() == "from-file"
 
 
@@ -164,8 +182,14 @@ def test_not_yaml() -> None:
 
 
 def test_sparkplug_is_refused_until_it_exists() -> None:
-    found = problems(GOOD.replace("  url: mqtt://127.0.0.1:1883\n", "  url: mqtt://127.0.0.1:1883\n  format: sparkplug\n"))
-    assert found == ["mqtt.format: format 'sparkplug' is not available in this version yet; use json (c.yaml:5)"]
+    found = problems(
+        GOOD.replace(
+            "  url: mqtt://127.0.0.1:1883\n", "  url: mqtt://127.0.0.1:1883\n  format: sparkplug\n"
+        )
+    )
+    assert found == [
+        "mqtt.format: format 'sparkplug' is not available in this version yet; use json (c.yaml:5)"
+    ]
 
 
 def test_validate_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -177,7 +201,7 @@ def test_validate_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixtu
     bad.write_text(GOOD.replace("holding:100", "register:100"))
     assert main(["validate", "-c", str(bad)]) == 1
     err = capsys.readouterr().err
-    assert f"sources[0].tags[0].address: 'register:100' is not a Modbus address" in err
+    assert "sources[0].tags[0].address: 'register:100' is not a Modbus address" in err
     assert f"({bad}:10)" in err
     assert main(["validate", "-c", str(tmp_path / "missing.yaml")]) == 1
     assert "cannot read" in capsys.readouterr().err

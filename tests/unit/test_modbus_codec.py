@@ -99,7 +99,11 @@ def test_round_trip_every_type_and_order(order: str, data_type: DataType) -> Non
                 value = struct.unpack(">f", struct.pack(">f", value))[0]
         else:
             n = bits[data_type]
-            lo, hi = (-(2 ** (n - 1)), 2 ** (n - 1) - 1) if data_type.startswith("int") else (0, 2**n - 1)
+            lo, hi = (
+                (-(2 ** (n - 1)), 2 ** (n - 1) - 1)
+                if data_type.startswith("int")
+                else (0, 2**n - 1)
+            )
             value = rng.randint(lo, hi)
         registers = encode(value, data_type, order)  # type: ignore[arg-type]
         decoded = decode(registers, data_type, order)  # type: ignore[arg-type]
@@ -130,7 +134,19 @@ def test_addresses(text: str, address: Address) -> None:
     assert parse_address(text) == address
 
 
-@pytest.mark.parametrize("bad", ["holding", "holding:-1", "coil:1.2", "holding:1.16", "40000", "50001", "reg:1", "holding:70000"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "holding",
+        "holding:-1",
+        "coil:1.2",
+        "holding:1.16",
+        "40000",
+        "50001",
+        "reg:1",
+        "holding:70000",
+    ],
+)
 def test_bad_addresses(bad: str) -> None:
-    with pytest.raises(ValueError, match="Modbus address|bit|offset|start at 1|beyond"):
+    with pytest.raises(ValueError, match=r"Modbus address|bit|offset|start at 1|beyond"):
         parse_address(bad)

@@ -9,15 +9,27 @@ from connectors.modbus.plan import plan_reads
 
 
 def tag(address: str, **kw: Any) -> ModbusTag:
-    return ModbusTag.model_validate({"name": address.replace(":", "_").replace(".", "_"), "address": address, **kw})
+    return ModbusTag.model_validate(
+        {"name": address.replace(":", "_").replace(".", "_"), "address": address, **kw}
+    )
 
 
-def blocks(tags: list[ModbusTag], max_gap: int = 0, max_registers: int = 125) -> list[tuple[str, int, int]]:
-    return [(r.table, r.start, r.count) for r in plan_reads(tags, max_registers=max_registers, max_gap=max_gap)]
+def blocks(
+    tags: list[ModbusTag], max_gap: int = 0, max_registers: int = 125
+) -> list[tuple[str, int, int]]:
+    return [
+        (r.table, r.start, r.count)
+        for r in plan_reads(tags, max_registers=max_registers, max_gap=max_gap)
+    ]
 
 
 def test_adjacent_tags_share_one_request() -> None:
-    tags = [tag("holding:0"), tag("holding:1"), tag("holding:2", type="float32"), tag("holding:4", type="uint64")]
+    tags = [
+        tag("holding:0"),
+        tag("holding:1"),
+        tag("holding:2", type="float32"),
+        tag("holding:4", type="uint64"),
+    ]
     assert blocks(tags) == [("holding", 0, 8)]
 
 
@@ -29,7 +41,12 @@ def test_gaps_split_unless_max_gap_allows() -> None:
 
 def test_tables_never_mix() -> None:
     tags = [tag("holding:0"), tag("input:1"), tag("coil:0"), tag("discrete:0")]
-    assert sorted(blocks(tags)) == [("coil", 0, 1), ("discrete", 0, 1), ("holding", 0, 1), ("input", 1, 1)]
+    assert sorted(blocks(tags)) == [
+        ("coil", 0, 1),
+        ("discrete", 0, 1),
+        ("holding", 0, 1),
+        ("input", 1, 1),
+    ]
 
 
 def test_125_register_limit() -> None:

@@ -31,7 +31,12 @@ def test_deadband_is_measured_from_the_last_reported_value() -> None:
 
 
 def test_quality_change_is_always_reported() -> None:
-    assert run(tag(deadband=100), [(0, 1, G), (1, None, B), (2, None, B), (3, 1, G)]) == [True, True, False, True]
+    assert run(tag(deadband=100), [(0, 1, G), (1, None, B), (2, None, B), (3, 1, G)]) == [
+        True,
+        True,
+        False,
+        True,
+    ]
 
 
 def test_heartbeat_republishes_unchanged_values() -> None:

@@ -82,14 +82,20 @@ async def test_lost_device_marks_tags_bad_once_then_recovers() -> None:
         await async_wait_until(lambda: runner.stats.last_error == "device is down")
         bad = [b for b in batches if b.readings[0].quality is Quality.BAD]
         assert len(bad) == 1
-        assert [(r.tag, r.value, r.quality) for r in bad[0].readings] == [("a", None, Quality.BAD), ("b", None, Quality.BAD)]
+        assert [(r.tag, r.value, r.quality) for r in bad[0].readings] == [
+            ("a", None, Quality.BAD),
+            ("b", None, Quality.BAD),
+        ]
         n = len(batches)
         device.up = True
         await async_wait_until(lambda: runner.stats.state == "connected" and len(batches) > n)
         assert device.connects == connects_before + 1
         recovered = batches[n]
         assert {r.quality for r in recovered.readings} == {Quality.GOOD}
-        assert [r.tag for r in recovered.readings] == ["a", "b"]  # b reported again: its quality changed
+        assert [r.tag for r in recovered.readings] == [
+            "a",
+            "b",
+        ]  # b reported again: its quality changed
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -109,9 +115,14 @@ async def test_overrun_skips_missed_ticks_and_counts_them() -> None:
 
 
 async def test_tags_with_their_own_scan_form_groups_and_due_groups_share_one_read() -> None:
-    t = tags({"name": "fast", "scan": "20ms"}, {"name": "slow", "scan": "60ms"}, {"name": "default"})
+    t = tags(
+        {"name": "fast", "scan": "20ms"}, {"name": "slow", "scan": "60ms"}, {"name": "default"}
+    )
     groups = scan_groups(source(scan="60ms"), t)
-    assert [(g.interval, [x.name for x in g.tags]) for g in groups] == [(0.02, ["fast"]), (0.06, ["slow", "default"])]
+    assert [(g.interval, [x.name for x in g.tags]) for g in groups] == [
+        (0.02, ["fast"]),
+        (0.06, ["slow", "default"]),
+    ]
     device = FakeDevice()
     runner = SourceRunner(source(scan="60ms"), t, device, lambda b: None)
     await run_for(runner, lambda: len(device.reads) >= 7)
