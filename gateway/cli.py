@@ -78,12 +78,27 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Serve the plant model over the simulated protocols until SIGTERM/SIGINT."""
+    from simulators.logix import serve_logix
     from simulators.modbus import serve_modbus
+    from simulators.opcua import serve_opcua
 
     async def main(stop: asyncio.Event) -> None:
-        servers = [asyncio.create_task(serve_modbus(args.host, args.modbus_port), name="modbus")]
-        print(f"simulating: modbus on {args.host}:{args.modbus_port}", flush=True)
-        await stop.wait()
+        servers = [
+            asyncio.create_task(serve_modbus(args.host, args.modbus_port), name="modbus"),
+            asyncio.create_task(serve_opcua(args.host, args.opcua_port), name="opcua"),
+            asyncio.create_task(serve_logix(args.host, args.logix_port), name="logix"),
+        ]
+        print(
+            f"simulating the plant: modbus tcp://{args.host}:{args.modbus_port}, "
+            f"opc.tcp://{args.host}:{args.opcua_port}, logix {args.host}:{args.logix_port}",
+            flush=True,
+        )
+        done, _ = await asyncio.wait(
+            [asyncio.create_task(stop.wait()), *servers], return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in done:
+            if task in servers and not task.cancelled() and task.exception() is not None:
+                print(f"simulator {task.get_name()} failed: {task.exception()}", file=sys.stderr)
         for task in servers:
             task.cancel()
         await asyncio.gather(*servers, return_exceptions=True)
@@ -122,9 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a config file and list every problem")
     with_config(p)
     p.set_defaults(func=cmd_validate)
-    p = sub.add_parser("simulate", help="serve the simulated plant (Modbus TCP)")
+    p = sub.add_parser("simulate", help="serve the plant over Modbus TCP, OPC UA and Logix")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--modbus-port", type=int, default=5020)
+    p.add_argument("--opcua-port", type=int, default=4840)
+    p.add_argument("--logix-port", type=int, default=44818)
     p.set_defaults(func=cmd_simulate)
     p = sub.add_parser("tail", help="print the values the gateway publishes")
     with_config(p)

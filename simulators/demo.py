@@ -52,11 +52,13 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(args.workdir).resolve()
     work.mkdir(exist_ok=True)
-    modbus_port = free_port()
+    modbus_port, opcua_port, logix_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "PLANTGATE_DATA": str(work / "data"),
         "PLANTGATE_MODBUS_PORT": str(modbus_port),
+        "PLANTGATE_OPCUA_PORT": str(opcua_port),
+        "PLANTGATE_LOGIX_PORT": str(logix_port),
     }
     broker = Mosquitto(work / "broker", persistence=False)
     simulator = gateway = None
@@ -65,17 +67,17 @@ def main(argv: list[str] | None = None) -> int:
         env["PLANTGATE_MQTT_URL"] = broker.url
         print(f"demo: mosquitto on {broker.url}", flush=True)
         py = sys.executable
+        ports = {"modbus": modbus_port, "opcua": opcua_port, "logix": logix_port}
         with open(work / "simulators.log", "wb") as log:
             simulator = subprocess.Popen(
-                [py, "-m", "gateway", "simulate", "--modbus-port", str(modbus_port)],
+                [py, "-m", "gateway", "simulate", *(f"--{k}-port={v}" for k, v in ports.items())],
                 stdout=log,
                 stderr=log,
             )
-        wait_for_port(modbus_port, simulator, "the Modbus simulator")
-        print(
-            f"demo: Modbus simulator on 127.0.0.1:{modbus_port} (log: {work / 'simulators.log'})",
-            flush=True,
-        )
+        for name, port in ports.items():
+            wait_for_port(port, simulator, f"the {name} simulator", timeout=30)
+        listed = ", ".join(f"{name} on 127.0.0.1:{port}" for name, port in ports.items())
+        print(f"demo: simulators: {listed} (log: {work / 'simulators.log'})", flush=True)
         with open(work / "gateway.log", "wb") as log:
             gateway = subprocess.Popen(
                 [py, "-m", "gateway", "run", "-c", args.config], stdout=log, stderr=log, env=env
