@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 from gateway.models import Sample
 from gateway.schema import TagBase
 
 TagT_contra = TypeVar("TagT_contra", bound=TagBase, contravariant=True)
+
+Deliver = Callable[[Sequence[tuple[int, Sample]]], None]
+"""Called by a subscribing connector with (index in the subscribed tags, sample) pairs."""
 
 
 class Connector(Protocol[TagT_contra]):
@@ -27,3 +30,16 @@ class Connector(Protocol[TagT_contra]):
 
     async def close(self) -> None:
         """Close the connection; never raises."""
+
+
+class Subscriber(Connector[TagT_contra], Protocol[TagT_contra]):
+    """A connector whose device can also push changes (e.g. OPC UA monitored items).
+
+    The runtime uses ``subscribe`` instead of ``read`` when the source's config says
+    ``subscribe: true``. ``subscribe`` sets up monitoring, calls ``deliver`` from the event
+    loop as changes arrive, and keeps running while the subscription is healthy; when the
+    session or subscription is lost it raises ConnectionLost (it never returns normally).
+    """
+
+    async def subscribe(self, tags: Sequence[TagT_contra], deliver: Deliver) -> None:
+        """Monitor the tags until the subscription is lost."""

@@ -8,9 +8,9 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from connectors.base import Connector
+from connectors.base import Connector, Subscriber
 from gateway.backoff import backoff
 from gateway.errors import ConnectionLost
 from gateway.models import BAD_SAMPLE, Batch, Reading, Sample
@@ -71,11 +71,21 @@ class SourceRunner:
         self.stats = SourceStats()
         self._reporter = ExceptionReporter()
         self._delays = backoff(base=0.5, cap=source.backoff_max)
+        self._latest: dict[int, Sample] = {}  # subscription mode: last sample of each tag
+
+    @property
+    def subscribing(self) -> bool:
+        """True when the source asks for subscriptions and its connector can push changes."""
+        return bool(getattr(self.source, "subscribe", False)) and hasattr(
+            self.connector, "subscribe"
+        )
 
     async def run(self) -> None:
-        """Scan until cancelled; never raises for device trouble."""
+        """Scan (or subscribe) until cancelled; never raises for device trouble."""
         loop = asyncio.get_running_loop()
         try:
+            if self.subscribing:
+                await self._run_subscribed(loop)
             while True:
                 if self.stats.state != "connected":
                     await self._connect(loop.time())
@@ -92,6 +102,50 @@ class SourceRunner:
                 self._advance(due, loop.time())
         finally:
             await asyncio.shield(self.connector.close())
+
+    async def _run_subscribed(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Changes are pushed as they come; every scan the latest samples are offered again,
+        so ``heartbeat`` and ``report: always`` keep their meaning."""
+        connector = cast("Subscriber[Any]", self.connector)
+        while True:
+            await self._connect(loop.time())
+            if self.stats.state != "connected":
+                await asyncio.sleep(next(self._delays))
+                continue
+            ticker = asyncio.create_task(self._offer_latest(loop), name=f"{self.source.name}:ticks")
+            try:
+                await connector.subscribe(self.tags, self._deliver)
+                raise ConnectionLost("the subscription ended")
+            except ConnectionLost as exc:
+                await connector.close()
+                self._latest.clear()
+                self._lost(str(exc), loop.time())
+            finally:
+                ticker.cancel()
+                await asyncio.gather(ticker, return_exceptions=True)
+
+    def _deliver(self, changes: Sequence[tuple[int, Sample]]) -> None:
+        tags, samples = [], []
+        for index, sample in changes:
+            self._latest[index] = sample
+            tags.append(self.tags[index])
+            samples.append(sample)
+        if tags:
+            self.stats.scans += 1
+            loop_time = asyncio.get_running_loop().time()
+            self._report(tags, samples, loop_time, time.time_ns() // 1_000_000)
+
+    async def _offer_latest(self, loop: asyncio.AbstractEventLoop) -> None:
+        next_tick = loop.time() + self.source.scan
+        while True:
+            await asyncio.sleep(max(0.0, next_tick - loop.time()))
+            next_tick += self.source.scan
+            if self._latest:
+                indices = sorted(self._latest)
+                tags = [self.tags[i] for i in indices]
+                samples = [self._latest[i] for i in indices]
+                # The device's own timestamp stays: an unchanged value keeps the time it was read.
+                self._report(tags, samples, loop.time(), time.time_ns() // 1_000_000)
 
     async def _connect(self, now: float) -> None:
         try:

@@ -128,3 +128,58 @@ async def test_tags_with_their_own_scan_form_groups_and_due_groups_share_one_rea
     await run_for(runner, lambda: len(device.reads) >= 7)
     assert device.reads[0] == ["fast", "slow", "default"]
     assert ["fast"] in device.reads
+
+
+class FakeSubscriber(FakeDevice):
+    """A connector that pushes changes, like OPC UA monitored items."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deliver: Any = None
+        self.lost = asyncio.Event()
+
+    async def subscribe(self, tags: Sequence[TagBase], deliver: Any) -> None:
+        self.deliver = deliver
+        await self.lost.wait()
+        self.lost.clear()
+        self.deliver = None
+        raise ConnectionLost("session died")
+
+
+class SubscribingSource(SourceBase):
+    subscribe: bool = True
+
+
+async def test_subscription_pushes_changes_and_recovers_after_loss() -> None:
+    batches: list[Batch] = []
+    device = FakeSubscriber()
+    src = SubscribingSource.model_validate({"name": "dev", "scan": "50ms", "backoff_max": "50ms"})
+    t = tags({"name": "a"}, {"name": "b", "heartbeat": "100ms"})
+    runner = SourceRunner(src, t, device, batches.append)
+    assert runner.subscribing
+    task = asyncio.create_task(runner.run())
+    try:
+        await async_wait_until(lambda: device.deliver is not None)
+        device.deliver([(0, Sample(1.5, ts=1000)), (1, Sample(7, ts=1001))])
+        device.deliver([(1, Sample(8, ts=1002))])
+        assert [(r.tag, r.value, r.ts) for b in batches for r in b.readings] == [
+            ("a", 1.5, 1000),
+            ("b", 7, 1001),
+            ("b", 8, 1002),
+        ]
+        # b's heartbeat republishes its unchanged value on the scan ticks; a stays quiet.
+        await async_wait_until(lambda: len(batches) >= 4)
+        assert [r.tag for r in batches[3].readings] == ["b"]
+        device.lost.set()
+        await async_wait_until(
+            lambda: any(r.quality is Quality.BAD for b in batches for r in b.readings)
+        )
+        await async_wait_until(
+            lambda: device.deliver is not None and runner.stats.state == "connected"
+        )
+        assert device.connects == 2
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    seqs = [r.seq for b in batches for r in b.readings]
+    assert seqs == list(range(1, len(seqs) + 1))
