@@ -220,20 +220,29 @@ def _render_path(loc: Loc) -> str:
     return out
 
 
+def _source_loc(err: ErrorDetails) -> Loc:
+    """Where an error is, as the user wrote it: the union's protocol tag is not a YAML key."""
+    loc = tuple(err["loc"])
+    if len(loc) >= 3 and loc[0] == "sources" and isinstance(loc[1], int) and loc[2] in PROTOCOLS:
+        loc = loc[:2] + loc[3:]
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        loc = (*loc, "protocol")
+    return loc
+
+
 def _message(err: ErrorDetails, loc: Loc, model_keys: list[str]) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         hint = difflib.get_close_matches(str(loc[-1]), model_keys, n=1)
         return "unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-    if kind == "missing":
+    if kind == "missing" or kind == "union_tag_not_found":
         return "required key is missing"
     if kind == "string_pattern_mismatch":
         dots = " and '.'" if "tags" in loc else ""
         return f"{err.get('input')!r} may only use letters, digits, '_', '-'{dots}"
-    if kind == "literal_error" and loc and loc[-1] == "protocol":
-        return (
-            f"unknown protocol {err.get('input')!r}; this version supports: {', '.join(PROTOCOLS)}"
-        )
+    if kind in ("literal_error", "union_tag_invalid") and loc and loc[-1] == "protocol":
+        given = err.get("ctx", {}).get("tag", err.get("input"))
+        return f"unknown protocol {given!r}; this version supports: {', '.join(PROTOCOLS)}"
     msg = str(err["msg"])
     return msg.removeprefix("Value error, ")
 
@@ -277,9 +286,9 @@ def parse_config(text: str, file: str | None = None) -> Config:
     except ValidationError as exc:
         errors = exc.errors()
         # A source whose protocol is unknown gets that one error, not a list of keys it lacks.
-        unknown = {tuple(e["loc"][:-1]) for e in errors if e["loc"][-1:] == ("protocol",)}
-        for err in errors:
-            loc = tuple(err["loc"])
+        locs = [_source_loc(e) for e in errors]
+        unknown = {loc[:-1] for loc in locs if loc[-1:] == ("protocol",)}
+        for err, loc in zip(errors, locs, strict=True):
             if loc[:2] in unknown and loc[-1:] != ("protocol",):
                 continue
             found.append((loc, _message(err, loc, _siblings(loc))))

@@ -72,6 +72,7 @@ class SourceRunner:
         self._reporter = ExceptionReporter()
         self._delays = backoff(base=0.5, cap=source.backoff_max)
         self._latest: dict[int, Sample] = {}  # subscription mode: last sample of each tag
+        self._members: dict[str, TagBase] = {}  # structure members, named tag.member.sub
 
     @property
     def subscribing(self) -> bool:
@@ -191,6 +192,8 @@ class SourceRunner:
     def _report(
         self, tags: Sequence[TagBase], samples: Sequence[Sample], tick: float, wall_ms: int
     ) -> None:
+        if any(isinstance(s.value, dict) for s in samples):
+            tags, samples = self._flatten(tags, samples)
         chosen = self._reporter.select(tags, samples, tick)
         if not chosen:
             return
@@ -202,6 +205,32 @@ class SourceRunner:
             readings.append(Reading(tags[i].name, sample.value, sample.quality, ts, self.seq))
         self.stats.readings += len(readings)
         self.emit(Batch(self.source.name, wall_ms, readings))
+
+    def _flatten(
+        self, tags: Sequence[TagBase], samples: Sequence[Sample]
+    ) -> tuple[list[TagBase], list[Sample]]:
+        """A structure (e.g. a Logix UDT) is published as its members: ``recipe.speed``."""
+        out_tags: list[TagBase] = []
+        out_samples: list[Sample] = []
+
+        def walk(tag: TagBase, name: str, value: Any, sample: Sample) -> None:
+            if isinstance(value, dict):
+                for key, member in value.items():
+                    walk(tag, f"{name}.{key}", member, sample)
+                return
+            member_tag = self._members.get(name)
+            if member_tag is None:
+                member_tag = self._members[name] = tag.model_copy(update={"name": name})
+            out_tags.append(member_tag)
+            out_samples.append(Sample(value, sample.quality, sample.ts))
+
+        for tag, sample in zip(tags, samples, strict=True):
+            if isinstance(sample.value, dict):
+                walk(tag, tag.name, sample.value, sample)
+            else:
+                out_tags.append(tag)
+                out_samples.append(sample)
+        return out_tags, out_samples
 
     def _advance(self, due: list[ScanGroup], now: float) -> None:
         """Move scanned groups to their next tick; ticks already missed are skipped and counted."""

@@ -150,7 +150,7 @@ sources:
       - {name: c, address: 99999}
       - {name: d, address: holding:1, type: string}
   - name: oven
-    protocol: opcua
+    protocol: profinet
 """
     found = problems(text)
     expected_prefixes = [
@@ -163,7 +163,7 @@ sources:
         "sources[0].tags[1]: coil:3 holds one bit: type must be bool, not int16",
         "sources[0].tags[2].address: '99999' is not a Modbus address",
         "sources[0].tags[3]: type string needs length",
-        "sources[1].protocol: unknown protocol 'opcua'; this version supports: modbus",
+        "sources[1].protocol: unknown protocol 'profinet'; this version supports: ",
     ]
     assert len(found) == len(expected_prefixes), found
     for prefix in expected_prefixes:

@@ -183,3 +183,30 @@ async def test_subscription_pushes_changes_and_recovers_after_loss() -> None:
         await asyncio.gather(task, return_exceptions=True)
     seqs = [r.seq for b in batches for r in b.readings]
     assert seqs == list(range(1, len(seqs) + 1))
+
+
+class StructDevice(FakeDevice):
+    async def read(self, tags: Sequence[TagBase]) -> list[Sample]:
+        self.value += 1
+        udt = {"speed": 1.5, "limits": {"high": 10, "low": self.value}, "name": "COLA"}
+        return [Sample(udt), Sample(self.value)]
+
+
+async def test_structures_are_published_as_their_members() -> None:
+    batches: list[Batch] = []
+    t = tags({"name": "recipe"}, {"name": "count", "report": "always"})
+    runner = SourceRunner(source(), t, StructDevice(), batches.append)
+    await run_for(runner, lambda: len(batches) >= 2)
+    first = [(r.tag, r.value) for r in batches[0].readings]
+    assert first == [
+        ("recipe.speed", 1.5),
+        ("recipe.limits.high", 10),
+        ("recipe.limits.low", 1),
+        ("recipe.name", "COLA"),
+        ("count", 1),
+    ]
+    # Report by exception applies per member: only the member that changed comes again.
+    assert [(r.tag, r.value) for r in batches[1].readings] == [
+        ("recipe.limits.low", 2),
+        ("count", 2),
+    ]
