@@ -13,6 +13,7 @@ from buffer import Buffer
 from connectors import connector_for
 from gateway import __version__
 from gateway.config import Config
+from gateway.health import health_path, write_health
 from gateway.publisher import Publisher
 from gateway.runtime import SourceRunner
 
@@ -80,6 +81,10 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.buffer.close()
+        with contextlib.suppress(OSError):
+            write_health(
+                health_path(self.config.gateway.buffer.path), {"ts": 0, "state": "stopped"}
+            )
         log.info("plantgate stopped")
 
     async def _flush(self) -> None:
@@ -101,14 +106,16 @@ class Gateway:
         }
 
     async def _metrics_loop(self) -> None:
+        """Publish the counters and refresh the health file, every metrics_interval."""
         interval = self.config.gateway.metrics_interval
+        health = health_path(self.config.gateway.buffer.path)
         while True:
-            await asyncio.sleep(interval)
             snapshot = self.metrics()
-            backlog = await self.buffer.backlog()
-            snapshot["backlog"] = {
-                "batches": backlog[0],
-                "readings": backlog[1],
-                "oldest_ts": backlog[2],
-            }
+            batches, readings, oldest = await self.buffer.backlog()
+            snapshot["backlog"] = {"batches": batches, "readings": readings, "oldest_ts": oldest}
+            try:
+                await asyncio.to_thread(write_health, health, snapshot)
+            except OSError as exc:
+                log.warning("cannot write %s: %s", health, exc)
             self.publisher.publish_metrics(json.dumps(snapshot, separators=(",", ":")).encode())
+            await asyncio.sleep(interval)

@@ -117,6 +117,19 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return tail(config.mqtt, args.topic, args.count)
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    """Report whether the gateway of this config is alive (for HEALTHCHECK and operators)."""
+    config = _load(args.config)
+    if config is None:
+        return 1
+    from gateway.health import check_health, health_path
+
+    max_age = 3 * config.gateway.metrics_interval + 10
+    code, report = check_health(health_path(config.gateway.buffer.path), max_age, args.strict)
+    print(report, file=sys.stdout if code == 0 else sys.stderr)
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -143,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opcua-port", type=int, default=4840)
     p.add_argument("--logix-port", type=int, default=44818)
     p.set_defaults(func=cmd_simulate)
+    p = sub.add_parser("health", help="is the gateway alive? (exit 0 yes, 1 no)")
+    with_config(p)
+    p.add_argument(
+        "--strict", action="store_true", help="exit 2 when the broker or a source is down"
+    )
+    p.set_defaults(func=cmd_health)
     p = sub.add_parser("tail", help="print the values the gateway publishes")
     with_config(p)
     p.add_argument("--topic", help="topic filter (default: {topic_prefix}/#)")

@@ -180,3 +180,26 @@ async def test_scans_continue_into_the_buffer_while_the_broker_is_unreachable(
         assert "127.0.0.1" in (gateway.publisher.stats.last_error or "")
         backlog = await gateway.buffer.backlog()
         assert backlog[1] == gateway.buffer.stats.readings_added
+
+
+async def test_health_command_follows_the_gateway(
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    modbus_sim: ModbusSimulator,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from gateway.cli import main
+    from tests.helpers import write_config
+
+    config = gateway_config(tmp_path, mosquitto.port, modbus_sim.port)
+    path = str(write_config(tmp_path / "gw.yaml", config))
+    assert main(["health", "-c", path]) == 1
+    assert "is the gateway running" in capsys.readouterr().err
+    async with running(config) as gateway:
+        await until(lambda: gateway.publisher.stats.readings_acked > 0)
+        await until(lambda: main(["health", "-c", path, "--strict"]) == 0, what="healthy")
+        out = capsys.readouterr().out
+        assert "broker online" in out
+        assert "source press1: connected" in out
+    assert main(["health", "-c", path]) == 1
+    assert "stopped" in capsys.readouterr().err
