@@ -39,6 +39,7 @@ class ModbusTag(TagBase):
     """One value in a Modbus device's tables."""
 
     address: ModbusAddress
+    unit_id: int | None = Field(default=None, ge=0, le=255)  # default: the source's
     type: DataType | None = None  # default: bool for coils/discrete/bits, uint16 for registers
     length: int | None = Field(default=None, ge=1, le=MAX_REGISTERS)
     byte_order: ByteOrder | None = None  # default: the source's
@@ -94,7 +95,9 @@ class ModbusSource(SourceBase):
     port: int = Field(default=502, ge=1, le=65535)
     unit_id: int = Field(default=1, ge=0, le=255)
     byte_order: ByteOrder = "ABCD"
-    timeout: Duration = 3.0
+    timeout: Duration = 3.0  # per request
+    retries: int = Field(default=0, ge=0, le=10)  # extra tries of a request that got no answer
+    request_delay: Duration | None = None  # pause between requests, for slow serial gateways
     max_gap: int = Field(
         default=0, ge=0, le=MAX_REGISTERS
     )  # unused registers read to merge requests

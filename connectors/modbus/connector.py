@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections.abc import Sequence
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
 
-from connectors.modbus.codec import ByteOrder, decode
+from connectors.modbus.codec import ByteOrder, decode, encode
 from connectors.modbus.config import ModbusSource, ModbusTag
 from connectors.modbus.plan import ReadRequest, plan_reads
 from gateway.errors import ConnectionLost, DeviceError
@@ -31,6 +32,12 @@ EXCEPTION_NAMES = {
 }
 
 
+def exception_text(response: ModbusPDU) -> str:
+    """``exception 2 (illegal data address)`` for a device's exception response."""
+    code = getattr(response, "exception_code", 0)
+    return f"exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})"
+
+
 def scaled(tag: ModbusTag, raw: float) -> float:
     """Apply the tag's linear scaling (scale ranges, or multiplier/offset)."""
     if tag.scale is not None:
@@ -45,6 +52,44 @@ def scaled(tag: ModbusTag, raw: float) -> float:
 def clean(value: float) -> float:
     """Drop binary noise from scaling arithmetic (1847 * 0.1 is 184.7, not 184.70000000000002)."""
     return float(f"{value:.12g}")
+
+
+def unscaled(tag: ModbusTag, value: float) -> float:
+    """The inverse of :func:`scaled`: an engineering value back to the raw device value."""
+    if tag.scale is not None:
+        (r0, r1), (e0, e1) = tag.scale.raw, tag.scale.eng
+        if e0 == e1:
+            raise ValueError("the eng range is empty: cannot invert the scaling")
+        return r0 + (value - e0) * (r1 - r0) / (e1 - e0)
+    multiplier = 1.0 if tag.multiplier is None else tag.multiplier
+    if multiplier == 0:
+        raise ValueError("multiplier 0 cannot be inverted")
+    return (value - (tag.offset or 0.0)) / multiplier
+
+
+def encode_tag(tag: ModbusTag, value: Value, order: ByteOrder) -> list[int]:
+    """Registers for one tag's value, symmetric with :func:`decode_tag` (bits excluded)."""
+    data_type = tag.data_type
+    if data_type == "string":
+        return encode(str(value), "string", order, tag.length)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{tag.name}: a {data_type} needs a number, not {value!r}")
+    raw: float = value
+    if tag.scale is not None or tag.multiplier is not None or tag.offset is not None:
+        raw = unscaled(tag, value)
+    if not data_type.startswith("float"):
+        if (
+            raw != round(raw)
+            and tag.scale is None
+            and tag.multiplier is None
+            and tag.offset is None
+        ):
+            raise ValueError(f"{tag.name}: {value!r} is not a whole number for {data_type}")
+        raw = round(raw)
+    try:
+        return encode(raw, data_type, order)
+    except (OverflowError, struct.error) as exc:
+        raise ValueError(f"{tag.name}: {value!r} does not fit {data_type}") from exc
 
 
 def decode_tag(tag: ModbusTag, request: ReadRequest, words: list[int], order: ByteOrder) -> Value:
@@ -68,14 +113,16 @@ class ModbusConnector:
         self.source = source
         self._client: AsyncModbusTcpClient | None = None
         self._plans: dict[tuple[int, ...], list[ReadRequest]] = {}
-        self._refused: dict[tuple[str, int], str] = {}  # requests failing now, to log changes once
+        self._refused: dict[
+            tuple[int, str, int], str
+        ] = {}  # requests failing now, to log changes once
         self.requests_sent = 0
 
     async def connect(self) -> None:
         """Open the TCP connection (pymodbus' own reconnect is off: the runtime owns retries)."""
         src = self.source
         client = AsyncModbusTcpClient(
-            src.host, port=src.port, timeout=src.timeout, retries=0, reconnect_delay=0
+            src.host, port=src.port, timeout=src.timeout, retries=src.retries, reconnect_delay=0
         )
         try:
             ok = await asyncio.wait_for(client.connect(), src.connect_timeout)
@@ -95,11 +142,16 @@ class ModbusConnector:
         plan = self._plans.get(key)
         if plan is None:
             plan = plan_reads(
-                tags, max_registers=self.source.max_registers_per_read, max_gap=self.source.max_gap
+                tags,
+                unit_id=self.source.unit_id,
+                max_registers=self.source.max_registers_per_read,
+                max_gap=self.source.max_gap,
             )
             self._plans[key] = plan
         samples: list[Sample] = [BAD_SAMPLE] * len(tags)
-        for request in plan:
+        for n, request in enumerate(plan):
+            if n and self.source.request_delay:
+                await asyncio.sleep(self.source.request_delay)
             try:
                 words = await self._read_block(request)
             except DeviceError as exc:
@@ -117,6 +169,35 @@ class ModbusConnector:
                     continue
                 samples[index] = Sample(value, Quality.GOOD)
         return samples
+
+    async def write(self, tag: ModbusTag, value: Value) -> None:
+        """Write one tag's value (the caller has checked that writes are allowed)."""
+        client = self._client
+        if client is None or not client.connected:
+            raise ConnectionLost(f"not connected to {self.source.host}:{self.source.port}")
+        address, unit = tag.address, self.source.unit_id if tag.unit_id is None else tag.unit_id
+        if address.table in ("input", "discrete"):
+            raise DeviceError(f"{tag.name}: {address.table} tables are read-only in Modbus")
+        try:
+            if address.table == "coil":
+                response = await client.write_coil(address.offset, bool(value), device_id=unit)
+            elif address.bit is not None:
+                # Read-modify-write: not atomic on the device (FC 22 is not widely supported).
+                current = await client.read_holding_registers(
+                    address.offset, count=1, device_id=unit
+                )
+                if current.isError():
+                    raise DeviceError(f"{tag.name}: cannot read {address} before setting its bit")
+                word = current.registers[0]
+                word = word | (1 << address.bit) if value else word & ~(1 << address.bit)
+                response = await client.write_register(address.offset, word, device_id=unit)
+            else:
+                registers = encode_tag(tag, value, tag.byte_order or self.source.byte_order)
+                response = await client.write_registers(address.offset, registers, device_id=unit)
+        except ModbusException as exc:
+            raise ConnectionLost(f"{self.source.host}:{self.source.port}: {exc}") from exc
+        if response.isError():
+            raise DeviceError(f"{tag.name}: write refused: {exception_text(response)}")
 
     async def close(self) -> None:
         """Close the connection; never raises."""
@@ -137,7 +218,7 @@ class ModbusConnector:
         self.requests_sent += 1
         try:
             response: ModbusPDU = await read(
-                request.start, count=request.count, device_id=self.source.unit_id
+                request.start, count=request.count, device_id=request.unit_id
             )
         except ModbusException as exc:
             if (
@@ -148,8 +229,7 @@ class ModbusConnector:
         except OSError as exc:
             raise ConnectionLost(f"{self.source.host}:{self.source.port}: {exc}") from exc
         if isinstance(response, ExceptionResponse) or response.isError():
-            code = getattr(response, "exception_code", 0)
-            raise DeviceError(f"exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})")
+            raise DeviceError(exception_text(response))
         if request.table in ("coil", "discrete"):
             return [int(b) for b in response.bits[: request.count]]
         if len(response.registers) < request.count:
@@ -159,7 +239,7 @@ class ModbusConnector:
         return list(response.registers)
 
     def _note_refused(self, request: ReadRequest, reason: str | None) -> None:
-        key = (request.table, request.start)
+        key = (request.unit_id, request.table, request.start)
         before = self._refused.get(key)
         if reason is None:
             if before is not None:

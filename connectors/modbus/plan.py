@@ -13,19 +13,24 @@ from connectors.modbus.config import MAX_BITS, ModbusTag
 class ReadRequest:
     """One read request: a contiguous block of one table, and the tags it carries."""
 
+    unit_id: int
     table: Table
     start: int
     count: int
     members: tuple[tuple[int, ModbusTag], ...]  # (index in the scan's tag list, tag)
 
 
-def plan_reads(tags: Sequence[ModbusTag], *, max_registers: int, max_gap: int) -> list[ReadRequest]:
-    """Coalesce tags into requests: same table, at most ``max_gap`` unused addresses between."""
-    by_table: dict[Table, list[tuple[int, ModbusTag]]] = {}
+def plan_reads(
+    tags: Sequence[ModbusTag], *, unit_id: int, max_registers: int, max_gap: int
+) -> list[ReadRequest]:
+    """Coalesce tags into requests: same unit and table, at most ``max_gap`` unused addresses
+    between them, within the protocol's 125 registers / 2,000 bits per request."""
+    by_table: dict[tuple[int, Table], list[tuple[int, ModbusTag]]] = {}
     for index, tag in enumerate(tags):
-        by_table.setdefault(tag.address.table, []).append((index, tag))
+        unit = unit_id if tag.unit_id is None else tag.unit_id
+        by_table.setdefault((unit, tag.address.table), []).append((index, tag))
     requests: list[ReadRequest] = []
-    for table, members in sorted(by_table.items()):
+    for (unit, table), members in sorted(by_table.items()):
         limit = MAX_BITS if table in ("coil", "discrete") else max_registers
         members.sort(key=lambda m: m[1].address.offset)
         block: list[tuple[int, ModbusTag]] = []
@@ -38,8 +43,8 @@ def plan_reads(tags: Sequence[ModbusTag], *, max_registers: int, max_gap: int) -
                 end = max(end, tag_end)
                 continue
             if block:
-                requests.append(ReadRequest(table, start, end - start, tuple(block)))
+                requests.append(ReadRequest(unit, table, start, end - start, tuple(block)))
             block, start, end = [(index, tag)], tag_start, tag_end
         if block:
-            requests.append(ReadRequest(table, start, end - start, tuple(block)))
+            requests.append(ReadRequest(unit, table, start, end - start, tuple(block)))
     return requests

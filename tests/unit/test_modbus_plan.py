@@ -19,7 +19,7 @@ def blocks(
 ) -> list[tuple[str, int, int]]:
     return [
         (r.table, r.start, r.count)
-        for r in plan_reads(tags, max_registers=max_registers, max_gap=max_gap)
+        for r in plan_reads(tags, unit_id=1, max_registers=max_registers, max_gap=max_gap)
     ]
 
 
@@ -72,6 +72,27 @@ def test_2000_bit_limit_for_coils() -> None:
 
 def test_members_remember_their_index() -> None:
     tags = [tag("holding:10"), tag("holding:0"), tag("input:0")]
-    plan = plan_reads(tags, max_registers=125, max_gap=10)
+    plan = plan_reads(tags, unit_id=1, max_registers=125, max_gap=10)
     holding = next(r for r in plan if r.table == "holding")
     assert [i for i, _ in holding.members] == [1, 0]
+
+
+def test_units_behind_one_gateway_never_mix() -> None:
+    tags = [
+        tag("holding:0"),
+        tag("holding:1", unit_id=2),
+        tag("holding:2"),
+        tag("holding:3", unit_id=1),
+    ]
+    plan = plan_reads(tags, unit_id=1, max_registers=125, max_gap=0)
+    assert [(r.unit_id, r.start, r.count) for r in plan] == [(1, 0, 1), (1, 2, 2), (2, 1, 1)]
+
+
+def test_scattered_tags_make_the_expected_number_of_requests() -> None:
+    # 1,000 tags in 10 clusters of 100 adjacent registers, clusters 1,000 registers apart.
+    tags = [tag(f"holding:{c * 1000 + i}") for c in range(10) for i in range(100)]
+    assert len(plan_reads(tags, unit_id=1, max_registers=125, max_gap=0)) == 10
+    # Every other register: a gap of 1 splits everything unless max_gap allows it.
+    sparse = [tag(f"holding:{2 * i}") for i in range(1000)]
+    assert len(plan_reads(sparse, unit_id=1, max_registers=125, max_gap=0)) == 1000
+    assert len(plan_reads(sparse, unit_id=1, max_registers=125, max_gap=1)) == 16  # 63 tags each
