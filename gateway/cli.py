@@ -130,6 +130,18 @@ def cmd_health(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    """Read raw registers once and print every plausible interpretation."""
+    from connectors.modbus.probe import probe
+
+    try:
+        print(asyncio.run(probe(args.url, args.address, args.unit, args.count)))
+    except (ValueError, ConnectionError) as exc:
+        print(f"probe: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -156,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opcua-port", type=int, default=4840)
     p.add_argument("--logix-port", type=int, default=44818)
     p.set_defaults(func=cmd_simulate)
+    p = sub.add_parser("probe", help="read Modbus registers once and show every interpretation")
+    p.add_argument("url", help="modbus://HOST[:PORT]")
+    p.add_argument("address", help="e.g. holding:100, 40101, input:3, coil:0")
+    p.add_argument("--unit", type=int, default=1)
+    p.add_argument("--count", type=int, default=4, help="registers (or bits) to read")
+    p.set_defaults(func=cmd_probe)
     p = sub.add_parser("health", help="is the gateway alive? (exit 0 yes, 1 no)")
     with_config(p)
     p.add_argument(
