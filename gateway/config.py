@@ -6,7 +6,7 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import yaml
@@ -247,22 +247,38 @@ def _message(err: ErrorDetails, loc: Loc, model_keys: list[str]) -> str:
     return msg.removeprefix("Value error, ")
 
 
-def _siblings(loc: Loc) -> list[str]:
+def _models_in(annotation: Any) -> list[Any]:
+    """The pydantic models an annotation can hold (through list, Optional, unions, Annotated)."""
+    if hasattr(annotation, "model_fields"):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def _pick(candidates: list[Any], node: Any) -> list[Any]:
+    """Of a union's models, the one the YAML's ``protocol:`` names."""
+    if len(candidates) > 1 and isinstance(node, dict):
+        protocol = node.get("protocol")
+        return [
+            m for m in candidates if protocol in get_args(m.model_fields["protocol"].annotation)
+        ]
+    return candidates
+
+
+def _siblings(loc: Loc, data: Any) -> list[str]:
     """Known keys at the place of an unknown one, for did-you-mean hints."""
-    model: Any = Config
+    candidates: list[Any] = [Config]
+    node = data
     for part in loc[:-1]:
         if isinstance(part, int):
+            node = node[part] if isinstance(node, list) and part < len(node) else None
             continue
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
+        candidates = _pick(candidates, node)
+        if not candidates or part not in candidates[0].model_fields:
             return []
-        ann = field.annotation
-        args = getattr(ann, "__args__", ())
-        candidates = [a for a in (ann, *args) if hasattr(a, "model_fields")]
-        if not candidates:
-            return []
-        model = candidates[0]
-    return list(getattr(model, "model_fields", {}))
+        candidates = _models_in(candidates[0].model_fields[part].annotation)
+        node = node.get(part) if isinstance(node, dict) else None
+    candidates = _pick(candidates, node)
+    return list(candidates[0].model_fields) if candidates else []
 
 
 def parse_config(text: str, file: str | None = None) -> Config:
@@ -291,7 +307,7 @@ def parse_config(text: str, file: str | None = None) -> Config:
         for err, loc in zip(errors, locs, strict=True):
             if loc[:2] in unknown and loc[-1:] != ("protocol",):
                 continue
-            found.append((loc, _message(err, loc, _siblings(loc))))
+            found.append((loc, _message(err, loc, _siblings(loc, data))))
     else:
         found += duplicate_names(config)
     if found:

@@ -72,6 +72,7 @@ class SourceRunner:
         self._reporter = ExceptionReporter()
         self._delays = backoff(base=0.5, cap=source.backoff_max)
         self._latest: dict[int, Sample] = {}  # subscription mode: last sample of each tag
+        self._combos: dict[tuple[int, ...], list[TagBase]] = {}
         self._members: dict[str, TagBase] = {}  # structure members, named tag.member.sub
 
     @property
@@ -176,7 +177,7 @@ class SourceRunner:
         self.stats.last_error = reason
 
     async def _scan(self, due: list[ScanGroup], tick: float) -> None:
-        tags = due[0].tags if len(due) == 1 else [t for g in due for t in g.tags]
+        tags = due[0].tags if len(due) == 1 else self._combined(due)
         wall_ms = time.time_ns() // 1_000_000
         started = time.perf_counter()
         try:
@@ -188,6 +189,15 @@ class SourceRunner:
         self.stats.scans += 1
         self.stats.last_scan_ms = (time.perf_counter() - started) * 1000
         self._report(tags, samples, tick, wall_ms)
+
+    def _combined(self, due: list[ScanGroup]) -> list[TagBase]:
+        """One list per combination of groups falling due together, built once and reused:
+        connectors key their request plans on it."""
+        key = tuple(id(g) for g in due)
+        tags = self._combos.get(key)
+        if tags is None:
+            tags = self._combos[key] = [t for g in due for t in g.tags]
+        return tags
 
     def _report(
         self, tags: Sequence[TagBase], samples: Sequence[Sample], tick: float, wall_ms: int

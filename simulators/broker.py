@@ -52,6 +52,11 @@ class Mosquitto:
             "max_queued_messages 1000000",
             "max_inflight_messages 0",
             f"log_dest file {self.workdir / 'mosquitto.log'}",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+            "connection_messages true",
         ]
         if self.persistence:
             lines += [

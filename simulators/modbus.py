@@ -23,14 +23,16 @@ Holding and input registers carry the same moving values:
 
 Coils: 0 running, 1 toggle, 2-7 alarm bits 0-5, 10-19 writable.
 Discrete inputs: 0 toggle, 1 running.
-Every other address up to 9999 reads as 0; beyond that the device answers "illegal data
-address" (exception 2), like a real PLC.
+Registers 1000-49999 hold a fixed pseudo-random pattern (bulk tags for benchmarks and
+coalescing tests); other unused addresses below 50000 read as 0, and from 50000 on the device
+answers "illegal data address" (exception 2), like a real PLC.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import struct
 import time
 from dataclasses import dataclass, field
@@ -44,7 +46,8 @@ from simulators.plant import PlantSnapshot, snapshot
 
 log = logging.getLogger(__name__)
 
-TABLE_SIZE = 10_000
+TABLE_SIZE = 50_000
+BULK_START = 1000
 _TABLE_OF_FUNCTION = {
     1: "coil",
     5: "coil",
@@ -103,6 +106,12 @@ def plant_bits(p: PlantSnapshot) -> tuple[dict[int, bool], dict[int, bool]]:
     return coils, {0: p.toggle, 1: p.running}
 
 
+def bulk_pattern() -> list[int]:
+    """A register table whose bulk area holds a fixed pseudo-random pattern."""
+    rng = random.Random(1000)
+    return [0] * BULK_START + [rng.getrandbits(16) for _ in range(TABLE_SIZE - BULK_START)]
+
+
 @dataclass
 class Unit:
     """One unit id's four tables."""
@@ -110,8 +119,8 @@ class Unit:
     unit_id: int
     coil: list[bool] = field(default_factory=lambda: [False] * TABLE_SIZE)
     discrete: list[bool] = field(default_factory=lambda: [False] * TABLE_SIZE)
-    holding: list[int] = field(default_factory=lambda: [0] * TABLE_SIZE)
-    input: list[int] = field(default_factory=lambda: [0] * TABLE_SIZE)
+    holding: list[int] = field(default_factory=lambda: bulk_pattern())
+    input: list[int] = field(default_factory=lambda: bulk_pattern())
     refreshed: float = 0.0
 
     def refresh(self, now: float) -> None:

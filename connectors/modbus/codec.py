@@ -18,7 +18,9 @@ register, first character in the high byte unless the order swaps bytes.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from functools import cache
+from operator import itemgetter
 from typing import Literal
 
 ByteOrder = Literal["ABCD", "CDAB", "BADC", "DCBA", "ABCDEFGH", "GHEFCDAB", "BADCFEHG", "HGFEDCBA"]
@@ -131,7 +133,7 @@ def shortest_float32(value: float, packed: bytes) -> float:
     """The shortest decimal that is the same float32 (25.856022, not 25.856021881103516)."""
     if value != value or value in (float("inf"), float("-inf")):
         return value
-    for digits in range(6, 10):
+    for digits in (6, 7, 8, 9):
         candidate = float(f"{value:.{digits}g}")
         if struct.pack(">f", candidate) == packed:
             return candidate
@@ -160,3 +162,55 @@ def encode(
     for canonical_pos, wire_pos in enumerate(perm):
         out[wire_pos] = canonical[canonical_pos]
     return [int.from_bytes(out[i : i + 2], "big") for i in range(0, width, 2)]
+
+
+def block_bytes(registers: list[int]) -> bytes:
+    """The wire bytes of a whole request's registers, packed once per request."""
+    return struct.pack(f">{len(registers)}H", *registers)
+
+
+def value_reader(
+    data_type: DataType, order: ByteOrder, at: int, length: int | None = None
+) -> Callable[[bytes], Number | str]:
+    """A fast decoder for one value at register ``at`` of a block; same results as :func:`decode`.
+
+    Built once per tag, so a scan of 10,000 tags does no parsing of types or orders.
+    """
+    start = at * 2
+    if data_type == "string":
+        end = start + register_count("string", length) * 2
+
+        def read_string(blob: bytes) -> str:
+            return decode(
+                list(struct.unpack_from(f">{(end - start) // 2}H", blob, start)), "string", order
+            )  # type: ignore[return-value]
+
+        return read_string
+    width = struct.calcsize(_STRUCT[data_type])
+    perm = _permutation(order, width)
+    shortest = data_type == "float32"
+    if perm == tuple(range(width)):  # big-endian as sent
+        unpack_be = struct.Struct(_STRUCT[data_type]).unpack_from
+
+        def read_plain(blob: bytes) -> Number:
+            value: Number = unpack_be(blob, start)[0]
+            return shortest_float32(value, blob[start : start + 4]) if shortest else value
+
+        return read_plain
+    if perm == tuple(reversed(range(width))):  # fully little-endian
+        unpack_le = struct.Struct("<" + _STRUCT[data_type][1:]).unpack_from
+
+        def read_reversed(blob: bytes) -> Number:
+            value: Number = unpack_le(blob, start)[0]
+            return shortest_float32(value, blob[start : start + 4][::-1]) if shortest else value
+
+        return read_reversed
+    pick = itemgetter(*(start + p for p in perm))
+    unpack = struct.Struct(_STRUCT[data_type]).unpack
+
+    def read_permuted(blob: bytes) -> Number:
+        canonical = bytes(pick(blob))
+        value: Number = unpack(canonical)[0]
+        return shortest_float32(value, canonical) if shortest else value
+
+    return read_permuted

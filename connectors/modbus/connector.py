@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
 
-from connectors.modbus.codec import ByteOrder, decode, encode
+from connectors.modbus.codec import ByteOrder, block_bytes, encode, value_reader
 from connectors.modbus.config import ModbusSource, ModbusTag
 from connectors.modbus.plan import ReadRequest, plan_reads
 from gateway.errors import ConnectionLost, DeviceError
@@ -92,18 +92,28 @@ def encode_tag(tag: ModbusTag, value: Value, order: ByteOrder) -> list[int]:
         raise ValueError(f"{tag.name}: {value!r} does not fit {data_type}") from exc
 
 
-def decode_tag(tag: ModbusTag, request: ReadRequest, words: list[int], order: ByteOrder) -> Value:
-    """Pull one tag's value out of a request's registers (or bits)."""
+# Pulls one tag's value out of a request's reply: (registers or bits, the registers' bytes).
+TagReader = Callable[[list[int], bytes], Value]
+
+
+def tag_reader(tag: ModbusTag, request: ReadRequest, order: ByteOrder) -> TagReader:
+    """Build the decoder of one tag within one request, once, ahead of every scan."""
     at = tag.address.offset - request.start
     if tag.address.is_bit_table:
-        return bool(words[at])
-    if tag.address.bit is not None:
-        return bool((words[at] >> tag.address.bit) & 1)
-    raw = decode(words[at : at + tag.register_count], tag.data_type, order)
+        return lambda words, blob: bool(words[at])
+    bit = tag.address.bit
+    if bit is not None:
+        return lambda words, blob: bool((words[at] >> bit) & 1)
+    read = value_reader(tag.data_type, order, at, tag.length)
     if tag.scale is None and tag.multiplier is None and tag.offset is None:
-        return raw
-    assert not isinstance(raw, str)  # config refuses scaling on strings
-    return scaled(tag, raw)
+        return lambda words, blob: read(blob)
+
+    def read_scaled(words: list[int], blob: bytes) -> Value:
+        raw = read(blob)
+        assert not isinstance(raw, str)  # config refuses scaling on strings
+        return scaled(tag, raw)
+
+    return read_scaled
 
 
 class ModbusConnector:
@@ -112,7 +122,8 @@ class ModbusConnector:
     def __init__(self, source: ModbusSource) -> None:
         self.source = source
         self._client: AsyncModbusTcpClient | None = None
-        self._plans: dict[tuple[int, ...], list[ReadRequest]] = {}
+        self._plans: dict[int, tuple[Sequence[ModbusTag], list[ReadRequest]]] = {}
+        self._decoders: dict[int, list[tuple[int, TagReader]]] = {}  # by id() of a planned request
         self._refused: dict[
             tuple[int, str, int], str
         ] = {}  # requests failing now, to log changes once
@@ -138,16 +149,22 @@ class ModbusConnector:
 
     async def read(self, tags: Sequence[ModbusTag]) -> list[Sample]:
         """Read the tags once; a refused request marks only its own tags bad."""
-        key = tuple(id(t) for t in tags)
-        plan = self._plans.get(key)
-        if plan is None:
+        # The runtime passes the same list object for the same scan group every time; the
+        # cache keeps that list alive, so its id cannot be reused by another list.
+        cached = self._plans.get(id(tags))
+        if cached is not None and cached[0] is tags:
+            plan = cached[1]
+        else:
             plan = plan_reads(
                 tags,
                 unit_id=self.source.unit_id,
                 max_registers=self.source.max_registers_per_read,
                 max_gap=self.source.max_gap,
             )
-            self._plans[key] = plan
+            if len(self._plans) >= 64:  # a caller that builds new lists each time: stay bounded
+                self._plans.clear()
+                self._decoders.clear()
+            self._plans[id(tags)] = (tags, plan)
         samples: list[Sample] = [BAD_SAMPLE] * len(tags)
         for n, request in enumerate(plan):
             if n and self.source.request_delay:
@@ -158,17 +175,32 @@ class ModbusConnector:
                 self._note_refused(request, str(exc))
                 continue
             self._note_refused(request, None)
-            order = self.source.byte_order
-            for index, tag in request.members:
+            blob = b"" if request.table in ("coil", "discrete") else block_bytes(words)
+            for index, read_tag in self._readers(request):
                 try:
-                    value = decode_tag(tag, request, words, tag.byte_order or order)
-                except (ValueError, IndexError) as exc:  # e.g. a short reply from the device
+                    value = read_tag(words, blob)
+                except (ValueError, IndexError, struct.error) as exc:  # e.g. a short reply
+                    tag = self._tag_of(request, index)
                     log.warning(
                         "%s: %s: cannot decode %s: %s", self.source.name, tag.name, tag.address, exc
                     )
                     continue
                 samples[index] = Sample(value, Quality.GOOD)
         return samples
+
+    def _readers(self, request: ReadRequest) -> list[tuple[int, TagReader]]:
+        readers = self._decoders.get(id(request))
+        if readers is None:
+            order = self.source.byte_order
+            readers = [
+                (i, tag_reader(tag, request, tag.byte_order or order)) for i, tag in request.members
+            ]
+            self._decoders[id(request)] = readers
+        return readers
+
+    @staticmethod
+    def _tag_of(request: ReadRequest, index: int) -> ModbusTag:
+        return next(tag for i, tag in request.members if i == index)
 
     async def write(self, tag: ModbusTag, value: Value) -> None:
         """Write one tag's value (the caller has checked that writes are allowed)."""

@@ -48,6 +48,13 @@ class GatewayProcess:
         return self.proc.wait(30)
 
 
+def missing_seqs(rec: Recorder) -> str:
+    """Which seqs are missing, for the failure message."""
+    seqs = {r["seq"] for r in rec.readings("press1")}
+    gaps = sorted(set(range(min(seqs), max(seqs) + 1)) - seqs) if seqs else []
+    return f"missing {len(gaps)} seqs: {gaps[:50]}"
+
+
 def last_seq(rec: Recorder) -> int:
     readings = rec.readings("press1")
     return max((r["seq"] for r in readings), default=0)
@@ -100,9 +107,10 @@ def test_broker_outage_loses_nothing(
         mosquitto.start()
         # After the restart the backlog drains and live values flow again.
         wait_until(lambda: last_seq(rec) >= outage_started + 150, 40, "readings after the outage")
-        wait_until(
-            lambda: seq_report(rec.readings("press1"))["missing"] == 0, 30, "the backlog to drain"
-        )
+        try:
+            wait_until(lambda: seq_report(rec.readings("press1"))["missing"] == 0, 30, "the drain")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; {missing_seqs(rec)}\n{gateway.log.read_text()}") from None
         assert gateway.terminate() == 0
     finally:
         if gateway.proc and gateway.proc.poll() is None:

@@ -206,7 +206,7 @@ async def test_illegal_address_and_unknown_unit_are_bad_not_fatal(
     modbus_sim: ModbusSimulator,
 ) -> None:
     src = source(
-        modbus_sim.port, [{"name": "beyond", "address": "holding:9999", "type": "float32"}]
+        modbus_sim.port, [{"name": "beyond", "address": "holding:49999", "type": "float32"}]
     )
     conn = ModbusConnector(src)
     await conn.connect()

@@ -34,5 +34,5 @@ async def test_probe_reads_the_device(modbus_sim: ModbusSimulator) -> None:
     assert out.startswith(f"holding:170..171 on 127.0.0.1:{modbus_sim.port}, unit 2")
     assert "hex:   4841 0000" in out
     assert "12.5" in next(line for line in out.splitlines() if line.startswith("float32"))
-    refused = await probe(f"modbus://127.0.0.1:{modbus_sim.port}", "holding:9999", count=4)
+    refused = await probe(f"modbus://127.0.0.1:{modbus_sim.port}", "holding:49999", count=4)
     assert refused.endswith("exception 2 (illegal data address)")
