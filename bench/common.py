@@ -91,7 +91,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def table(title: str, rows: list[tuple[str, ...]]) -> str:
+def table(title: str, rows: Sequence[tuple[str, ...]]) -> str:
     """A plain text table; the first row is the header."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [title, ""]
