@@ -130,10 +130,12 @@ def decode(
 
 
 def shortest_float32(value: float, packed: bytes) -> float:
-    """The shortest decimal that is the same float32 (25.856022, not 25.856021881103516)."""
+    """A short decimal that is exactly the same float32 (25.85602, not 25.856021881103516)."""
     if value != value or value in (float("inf"), float("-inf")):
         return value
-    for digits in (6, 7, 8, 9):
+    # 7 significant digits round-trip most float32 values at the first try (6 rarely would be
+    # shorter; exactness, not the last character, is what matters); 9 always round-trips.
+    for digits in (7, 8, 9):
         candidate = float(f"{value:.{digits}g}")
         if struct.pack(">f", candidate) == packed:
             return candidate
