@@ -79,6 +79,7 @@ class Buffer:
         max_age: float = 7 * 86400.0,
         durability: str = "normal",
         queue_limit: int = 10_000,
+        page_limit: int | None = None,
     ) -> None:
         self.path = path
         self.max_bytes = max_bytes
@@ -87,6 +88,7 @@ class Buffer:
         self.max_age = max_age
         self.durability = durability
         self.queue_limit = queue_limit
+        self.page_limit = page_limit
         self.stats = BufferStats()
         self._pending: deque[Batch] = deque()
         self._releases: list[int] = []
@@ -99,6 +101,7 @@ class Buffer:
         self._db: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._last_evict = 0.0
+        self._failing: str | None = None  # the commit error being retried, logged once
         self._closing = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -113,6 +116,9 @@ class Buffer:
             raise StoreError(f"buffer directory {self.path.parent} is not writable")
         try:
             await self._connect()
+        except sqlite3.OperationalError as exc:  # locked, read-only, I/O: not corruption
+            await self._close_connections()
+            raise StoreError(f"cannot open buffer {self.path}: {exc}") from exc
         except sqlite3.DatabaseError as exc:
             await self._close_connections()
             aside = self.path.with_name(
@@ -132,6 +138,9 @@ class Buffer:
         db = await aiosqlite.connect(self.path, isolation_level=None)
         self._db = db
         await db.execute("PRAGMA journal_mode=WAL")
+        if self.page_limit is not None:  # tests stand a full disk in with this
+            async with db.execute(f"PRAGMA max_page_count={self.page_limit}"):
+                pass
         sync = "FULL" if self.durability == "full" else "NORMAL"
         await db.execute(f"PRAGMA synchronous={sync}")
         await db.execute(f"PRAGMA journal_size_limit={self.wal_limit}")
@@ -288,17 +297,26 @@ class Buffer:
             with contextlib.suppress(sqlite3.Error):
                 await db.execute("ROLLBACK")
             self.stats.write_errors += 1
-            self._releases = releases + self._releases
-            log.error(
-                "buffer commit failed (%s); %d batch(es) kept in memory, retrying",
-                exc,
-                len(batches),
-            )
+            if self._failing != str(exc):
+                log.error(
+                    "buffer commit failed (%s); %d batch(es) kept in memory, retrying",
+                    exc,
+                    len(batches),
+                )
+            self._failing = str(exc)
             if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
-                await self._evict(force=True)
-            await asyncio.sleep(0.5)
+                # The disk (or max_page_count) is full: what was acknowledged goes first, then
+                # the oldest make room for twice what waits. Evicted readings are counted.
+                await self._delete(releases)
+                await self._evict(room=2 * sum(len(r[5]) + 64 for r in rows))
+            else:
+                self._releases = releases + self._releases
+            await asyncio.sleep(0.2)
             self._wake.set()
             return
+        if self._failing is not None:
+            log.info("buffer commits work again")
+            self._failing = None
         for _ in batches:
             self._pending.popleft()
         # A take() that began before this commit may still return these rows: filter them once more.
@@ -311,8 +329,25 @@ class Buffer:
         if batches:
             self._committed.set()
 
-    async def _evict(self, force: bool = False) -> None:
-        """Drop the oldest batches beyond max_age and max_bytes; count what each source lost."""
+    async def _delete(self, ids: list[int]) -> None:
+        """Delete acknowledged rows on their own (deleting needs no free space)."""
+        if not ids:
+            return
+        db = self._require(self._db)
+        try:
+            await db.execute("BEGIN")
+            await db.executemany("DELETE FROM batches WHERE id = ?", [(i,) for i in ids])
+            await db.execute("COMMIT")
+        except sqlite3.Error:
+            with contextlib.suppress(sqlite3.Error):
+                await db.execute("ROLLBACK")
+            self._releases = ids + self._releases
+            return
+        self._deleted_last.extend(ids)  # filtered from take() until the next commit
+
+    async def _evict(self, room: int = 0) -> None:
+        """Drop the oldest batches beyond max_age and max_bytes, or to make ``room`` bytes when
+        the disk is full; count what each source lost."""
         db = self._require(self._db)
         cutoff = int((time.time() - self.max_age) * 1000)
         async with db.execute(
@@ -320,19 +355,16 @@ class Buffer:
         ) as cur:
             row = await cur.fetchone()
         upto = int(row[0]) if row else 0
-        excess = await self._pages_in_use() - (self.max_bytes - self.wal_limit)
-        if excess > 0 or force:
-            target = max(excess, 1)
+        target = max(room, await self._pages_in_use() - (self.max_bytes - self.wal_limit))
+        if target > 0:
             async with db.execute(
                 "SELECT id, length(payload) FROM batches ORDER BY id LIMIT 100000"
             ) as cur:
                 freed = 0
                 async for id_, size in cur:
                     upto = max(upto, id_)
-                    freed += size + 64
-                    if freed >= target and not force:
-                        break
-                    if force and freed >= target * 10:
+                    freed += size + 64  # the row's own overhead, roughly
+                    if freed >= target:
                         break
         if upto <= 0:
             return

@@ -1,4 +1,7 @@
-"""The SQLite buffer: transactions, seq persistence, release only on ack, bounds, corruption."""
+"""The SQLite buffer: transactions, seq persistence, release only on ack, bounds, corruption.
+
+One contract suite, run against every buffer configuration (durability normal and full).
+"""
 
 from __future__ import annotations
 
@@ -20,12 +23,18 @@ def batch(source: str, first_seq: int, n: int = 3, ts: int = 1_700_000_000_000) 
     return Batch(source, ts, readings)
 
 
+@pytest.fixture(params=["normal", "full"])
+def durability(request: pytest.FixtureRequest) -> str:
+    """Every test runs against each durability setting."""
+    return str(request.param)
+
+
 async def committed(buf: Buffer, batches: int) -> None:
     await async_wait_until(lambda: buf.stats.batches_added >= batches and not buf.queued)
 
 
-async def test_add_take_release(tmp_path: Path) -> None:
-    buf = Buffer(tmp_path / "b.db")
+async def test_add_take_release(tmp_path: Path, durability: str) -> None:
+    buf = Buffer(tmp_path / "b.db", durability=durability)
     await buf.open()
     buf.add(batch("press1", 1))
     buf.add(batch("press1", 4))
@@ -41,8 +50,10 @@ async def test_add_take_release(tmp_path: Path) -> None:
     await buf.close()
 
 
-async def test_unreleased_batches_and_last_seq_survive_a_restart(tmp_path: Path) -> None:
-    buf = Buffer(tmp_path / "b.db")
+async def test_unreleased_batches_and_last_seq_survive_a_restart(
+    tmp_path: Path, durability: str
+) -> None:
+    buf = Buffer(tmp_path / "b.db", durability=durability)
     await buf.open()
     buf.add(batch("press1", 1))
     buf.add(batch("oven", 1, n=2))
@@ -50,7 +61,7 @@ async def test_unreleased_batches_and_last_seq_survive_a_restart(tmp_path: Path)
     buf.release(1)
     await buf.close()
 
-    again = Buffer(tmp_path / "b.db")
+    again = Buffer(tmp_path / "b.db", durability=durability)
     await again.open()
     assert again.last_seq("press1") == 3
     assert again.last_seq("oven") == 2
@@ -59,8 +70,8 @@ async def test_unreleased_batches_and_last_seq_survive_a_restart(tmp_path: Path)
     await again.close()
 
 
-async def test_take_is_windowed(tmp_path: Path) -> None:
-    buf = Buffer(tmp_path / "b.db")
+async def test_take_is_windowed(tmp_path: Path, durability: str) -> None:
+    buf = Buffer(tmp_path / "b.db", durability=durability)
     await buf.open()
     for i in range(10):
         buf.add(batch("s", 1 + i * 3))
@@ -71,8 +82,8 @@ async def test_take_is_windowed(tmp_path: Path) -> None:
     await buf.close()
 
 
-async def test_max_age_drops_oldest_and_counts(tmp_path: Path) -> None:
-    buf = Buffer(tmp_path / "b.db", max_age=3600)
+async def test_max_age_drops_oldest_and_counts(tmp_path: Path, durability: str) -> None:
+    buf = Buffer(tmp_path / "b.db", max_age=3600, durability=durability)
     await buf.open()
     buf.add(batch("press1", 1))
     buf.add(batch("press1", 4))
@@ -85,14 +96,14 @@ async def test_max_age_drops_oldest_and_counts(tmp_path: Path) -> None:
     await async_wait_until(lambda: buf.stats.dropped.get("press1") == 6)
     assert [r.seq for b in await buf.take(0, 10) for r in b.readings] == [7, 8, 9]
     await buf.close()
-    again = Buffer(tmp_path / "b.db")
+    again = Buffer(tmp_path / "b.db", durability=durability)
     await again.open()
     assert again.stats.dropped == {"press1": 6}  # the count is kept in the database
     await again.close()
 
 
-async def test_max_bytes_drops_oldest_first(tmp_path: Path) -> None:
-    buf = Buffer(tmp_path / "b.db", max_bytes=600_000)
+async def test_max_bytes_drops_oldest_first(tmp_path: Path, durability: str) -> None:
+    buf = Buffer(tmp_path / "b.db", max_bytes=600_000, durability=durability)
     await buf.open()
     seq = 1
     for _ in range(400):
@@ -109,10 +120,10 @@ async def test_max_bytes_drops_oldest_first(tmp_path: Path) -> None:
     await buf.close()
 
 
-async def test_corrupt_file_is_moved_aside(tmp_path: Path) -> None:
+async def test_corrupt_file_is_moved_aside(tmp_path: Path, durability: str) -> None:
     path = tmp_path / "b.db"
     path.write_bytes(b"this is not a database" * 100)
-    buf = Buffer(path)
+    buf = Buffer(path, durability=durability)
     await buf.open()
     buf.add(batch("press1", 1))
     await committed(buf, 1)
@@ -122,16 +133,38 @@ async def test_corrupt_file_is_moved_aside(tmp_path: Path) -> None:
     assert (tmp_path / aside[0]).read_bytes().startswith(b"this is not a database")
 
 
-async def test_a_buffer_path_that_cannot_be_a_directory_is_a_clear_error(tmp_path: Path) -> None:
+async def test_a_buffer_path_that_cannot_be_a_directory_is_a_clear_error(
+    tmp_path: Path, durability: str
+) -> None:
     (tmp_path / "data").write_text("a file where the data directory should be")
     with pytest.raises(StoreError, match="cannot create buffer directory"):
         await Buffer(tmp_path / "data" / "b.db").open()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only directories")
-async def test_read_only_directory_is_a_clear_error(tmp_path: Path) -> None:
+async def test_read_only_directory_is_a_clear_error(tmp_path: Path, durability: str) -> None:
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o500)
     with pytest.raises(StoreError, match="not writable"):
         await Buffer(ro / "b.db").open()
+
+
+async def test_a_full_disk_evicts_the_oldest_and_carries_on(
+    tmp_path: Path, durability: str
+) -> None:
+    # max_page_count stands in for a full disk: SQLite answers SQLITE_FULL past it.
+    buf = Buffer(tmp_path / "b.db", durability=durability, page_limit=25)
+    await buf.open()
+    seq = 1
+    for _ in range(300):
+        buf.add(batch("press1", seq, n=20))
+        seq += 20
+        if buf.queued > 50:
+            await async_wait_until(lambda: buf.queued < 10, 20, "the writer to catch up")
+    await async_wait_until(lambda: not buf.queued, 20, "every batch committed or dropped")
+    assert buf.stats.write_errors > 0  # the disk did fill up
+    dropped = buf.stats.dropped["press1"]
+    kept = [r.seq for b in await buf.take(0, 10_000) for r in b.readings]
+    assert kept == list(range(dropped + 1, seq))  # oldest dropped and counted, newest kept
+    await buf.close()
