@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -130,6 +131,21 @@ def cmd_health(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_buffer_stats(args: argparse.Namespace) -> int:
+    """Print the buffer's backlog per source, its size and what was dropped."""
+    config = _load(args.config)
+    if config is None:
+        return 1
+    from buffer.inspect import format_stats
+
+    try:
+        print(format_stats(config.gateway.buffer.path))
+    except (OSError, sqlite3.Error) as exc:
+        print(f"buffer stats: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     """Read raw registers once and print every plausible interpretation."""
     from connectors.modbus.probe import probe
@@ -168,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opcua-port", type=int, default=4840)
     p.add_argument("--logix-port", type=int, default=44818)
     p.set_defaults(func=cmd_simulate)
+    p = sub.add_parser("buffer", help="inspect the store-and-forward buffer")
+    buffer_sub = p.add_subparsers(dest="buffer_command", required=True)
+    p = buffer_sub.add_parser("stats", help="backlog per source, oldest unsent, size, drops")
+    with_config(p)
+    p.set_defaults(func=cmd_buffer_stats)
     p = sub.add_parser("probe", help="read Modbus registers once and show every interpretation")
     p.add_argument("url", help="modbus://HOST[:PORT]")
     p.add_argument("address", help="e.g. holding:100, 40101, input:3, coil:0")

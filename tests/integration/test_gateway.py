@@ -171,15 +171,27 @@ async def test_an_unreachable_plc_goes_bad_while_the_other_source_runs_on(
 
 
 async def test_scans_continue_into_the_buffer_while_the_broker_is_unreachable(
-    tmp_path: Path, modbus_sim: ModbusSimulator
+    tmp_path: Path, modbus_sim: ModbusSimulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from gateway.cli import main
+    from tests.helpers import write_config
+
     config = gateway_config(tmp_path, free_port(), modbus_sim.port)
+    path = str(write_config(tmp_path / "gw.yaml", config))
     async with running(config) as gateway:
         await until(lambda: gateway.buffer.stats.readings_added >= 20)
         assert gateway.publisher.stats.state == "offline"
         assert "127.0.0.1" in (gateway.publisher.stats.last_error or "")
         backlog = await gateway.buffer.backlog()
         assert backlog[1] == gateway.buffer.stats.readings_added
+        # `plantgate buffer stats` reads the same numbers while the gateway runs.
+        assert main(["buffer", "stats", "-c", path]) == 0
+        row = next(
+            line for line in capsys.readouterr().out.splitlines() if line.startswith("press1")
+        )
+        batches, readings = (int(x) for x in row.split()[1:3])
+        assert readings >= backlog[1]
+        assert batches >= backlog[0]
 
 
 async def test_health_command_follows_the_gateway(
