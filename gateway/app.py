@@ -8,6 +8,7 @@ import json
 import logging
 import time
 from dataclasses import asdict
+from typing import Any
 
 from buffer import Buffer
 from connectors import connector_for
@@ -95,24 +96,52 @@ class Gateway:
         while self.publisher.online.is_set() and (await self.buffer.backlog())[0]:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
 
-    def metrics(self) -> dict[str, object]:
+    def metrics(self) -> dict[str, Any]:
         """A snapshot of every counter, as published on the metrics topic."""
+        buffered, pub = self.buffer.stats, self.publisher.stats
+        dropped = buffered.dropped
         return {
             "ts": time.time_ns() // 1_000_000,
             "gateway": self.config.gateway.name,
-            "publisher": asdict(self.publisher.stats),
-            "buffer": {**asdict(self.buffer.stats), "queued": self.buffer.queued},
-            "sources": {r.source.name: {**asdict(r.stats), "seq": r.seq} for r in self.runners},
+            "readings": {
+                "polled": sum(r.stats.readings for r in self.runners),
+                "buffered": buffered.readings_added,
+                "published": pub.readings_sent,
+                "acknowledged": pub.readings_acked,
+                "replayed": pub.replayed,
+                "dropped": sum(dropped.values()),
+            },
+            "publisher": asdict(pub),
+            "buffer": {**asdict(buffered), "queued": self.buffer.queued},
+            "sources": {
+                r.source.name: {
+                    **asdict(r.stats),
+                    "seq": r.seq,
+                    "dropped": dropped.get(r.source.name, 0),
+                }
+                for r in self.runners
+            },
         }
 
     async def _metrics_loop(self) -> None:
         """Publish the counters and refresh the health file, every metrics_interval."""
         interval = self.config.gateway.metrics_interval
         health = health_path(self.config.gateway.buffer.path)
+        replayed, stamp = self.publisher.stats.replayed, time.monotonic()
         while True:
             snapshot = self.metrics()
             batches, readings, oldest = await self.buffer.backlog()
-            snapshot["backlog"] = {"batches": batches, "readings": readings, "oldest_ts": oldest}
+            age = None if oldest is None else max(0.0, snapshot["ts"] - oldest) / 1000
+            snapshot["backlog"] = {
+                "batches": batches,
+                "readings": readings,
+                "oldest_ts": oldest,
+                "oldest_unsent_age_s": age,
+            }
+            now = time.monotonic()
+            rate = (self.publisher.stats.replayed - replayed) / max(1e-9, now - stamp)
+            snapshot["readings"]["replay_rate"] = round(rate, 1)
+            replayed, stamp = self.publisher.stats.replayed, now
             try:
                 await asyncio.to_thread(write_health, health, snapshot)
             except OSError as exc:

@@ -125,6 +125,10 @@ async def test_status_is_retained_online_then_offline_and_live_values_are_retain
         )
         metrics = next(m for m in late.snapshot() if m.topic == "t/line/_gateway/metrics").body
         assert metrics["sources"]["press1"]["state"] == "connected"
+        assert set(metrics["readings"]) >= {"polled", "buffered", "published", "acknowledged"}
+        assert {"dropped", "replayed", "replay_rate"} <= set(metrics["readings"])
+        assert metrics["readings"]["polled"] >= metrics["readings"]["acknowledged"] > 0
+        assert "oldest_unsent_age_s" in metrics["backlog"]
         assert metrics["publisher"]["state"] == "online"
     await until(lambda: late.snapshot()[-1].topic == "t/line/_gateway/status")
     assert late.snapshot()[-1].body["state"] == "offline"
