@@ -78,6 +78,7 @@ class MqttConfig(Strict):
     qos: Literal[0, 1] = 1
     retain: bool = True
     keepalive: Duration = 30.0
+    connect_timeout: Duration = 10.0  # TCP, TLS and CONNACK, each
     max_inflight: int = Field(default=1000, ge=1, le=60000)  # paho's message ids end at 65,535
     replay: ReplayConfig = ReplayConfig()
     sparkplug: SparkplugConfig = SparkplugConfig()

@@ -161,24 +161,29 @@ class MqttLink:
             with contextlib.suppress(ValueError, OSError):
                 self._loop.add_reader(sock, client.loop_read)
 
-        self._loop.call_soon_threadsafe(watch)
+        self._soon(watch)
 
     def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        self._loop.call_soon_threadsafe(self._unwatch, sock)
+        self._soon(lambda: self._unwatch(sock))
 
     def _on_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         def watch() -> None:
             with contextlib.suppress(ValueError, OSError):  # the socket closed in the meantime
                 self._loop.add_writer(sock, client.loop_write)
 
-        self._loop.call_soon_threadsafe(watch)
+        self._soon(watch)
 
     def _on_unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         def unwatch() -> None:
             with contextlib.suppress(ValueError, OSError):
                 self._loop.remove_writer(sock)
 
-        self._loop.call_soon_threadsafe(unwatch)
+        self._soon(unwatch)
+
+    def _soon(self, callback: Callable[[], None]) -> None:
+        """Run on the loop's thread; paho may call from the connect thread or a finaliser."""
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing left to watch
+            self._loop.call_soon_threadsafe(callback)
 
     def _unwatch(self, sock: Any) -> None:
         with contextlib.suppress(Exception):

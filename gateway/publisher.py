@@ -138,7 +138,11 @@ class Publisher:
             on_ack=self._acked,
         )
         self._link = link
-        await link.connect()
+        try:
+            await link.connect(cfg.connect_timeout)
+        except BaseException:
+            await link.close()
+            raise
         self.stats.connects += 1
         if self.stats.state == "offline":
             log.info("broker %s:%d: connection recovered", cfg.host, cfg.port)

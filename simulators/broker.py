@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import socket
@@ -28,13 +29,30 @@ def find_mosquitto() -> str:
     return found
 
 
+def find_passwd() -> str:
+    """Path of mosquitto_passwd (ships with mosquitto)."""
+    found = shutil.which("mosquitto_passwd") or shutil.which("mosquitto_passwd", path="/usr/sbin")
+    if found is None:
+        raise FileNotFoundError(INSTALL_HINT)
+    return found
+
+
 class Mosquitto:
     """A mosquitto process on 127.0.0.1; persistence keeps queued messages across a restart."""
 
-    def __init__(self, workdir: Path, port: int | None = None, persistence: bool = True) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        persistence: bool = True,
+        users: dict[str, str] | None = None,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.persistence = persistence
+        self.users = users  # name -> password; anonymous clients are refused when set
+        self.tls = tls  # (certificate, key) for a TLS listener
         self.proc: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
 
@@ -46,9 +64,26 @@ class Mosquitto:
     def start(self, timeout: float = 10.0) -> None:
         """Start the broker and wait until it accepts connections."""
         conf = self.workdir / "mosquitto.conf"
-        lines = [
-            f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+        lines = [f"listener {self.port} 127.0.0.1"]
+        if (
+            os.geteuid() == 0
+        ):  # as root, mosquitto would drop to user "mosquitto", who cannot read our files
+            lines.append("user root")
+        if self.tls is not None:
+            lines += [f"certfile {self.tls[0]}", f"keyfile {self.tls[1]}"]
+        if self.users is None:
+            lines.append("allow_anonymous true")
+        else:
+            passwords = self.workdir / "passwords"
+            passwords.write_text("")
+            for name, password in self.users.items():
+                subprocess.run(
+                    [find_passwd(), "-b", str(passwords), name, password],
+                    check=True,
+                    capture_output=True,
+                )
+            lines += ["allow_anonymous false", f"password_file {passwords}"]
+        lines += [
             "max_queued_messages 1000000",
             "max_inflight_messages 0",
             f"log_dest file {self.workdir / 'mosquitto.log'}",
