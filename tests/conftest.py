@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -27,3 +29,25 @@ async def modbus_sim() -> AsyncIterator[ModbusSimulator]:
     await sim.start()
     yield sim
     await sim.stop()
+
+
+@pytest.fixture
+def modbus_sim_thread() -> Iterator[ModbusSimulator]:
+    """The Modbus simulator in its own thread and loop, so a blocking test body cannot stall it."""
+    sim = ModbusSimulator("127.0.0.1", free_port())
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(sim.start())
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    ready.wait(10)
+    yield sim
+    asyncio.run_coroutine_threadsafe(sim.stop(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)

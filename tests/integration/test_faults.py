@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -60,40 +59,13 @@ def last_seq(rec: Recorder) -> int:
     return max((r["seq"] for r in readings), default=0)
 
 
-@pytest.fixture
-async def sim_in_thread() -> Any:
-    """The Modbus simulator in its own thread and loop, so a blocking test body cannot stall it."""
-    import asyncio
-    import threading
-
-    from simulators.broker import free_port
-
-    sim = ModbusSimulator("127.0.0.1", free_port())
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(sim.start())
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    ready.wait(10)
-    yield sim
-    asyncio.run_coroutine_threadsafe(sim.stop(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
-
-
 def test_broker_outage_loses_nothing(
-    tmp_path: Path, mosquitto: Mosquitto, sim_in_thread: ModbusSimulator
+    tmp_path: Path, mosquitto: Mosquitto, modbus_sim_thread: ModbusSimulator
 ) -> None:
     cfg = gateway_config(
         tmp_path,
         mosquitto.port,
-        sim_in_thread.port,
+        modbus_sim_thread.port,
         replay={"order": "live_first", "max_rate": 2000},
     )
     gateway = GatewayProcess(write_config(tmp_path / "gw.yaml", cfg), tmp_path / "gateway.log")
@@ -127,9 +99,9 @@ def test_broker_outage_loses_nothing(
 
 
 def test_sigkill_loses_nothing(
-    tmp_path: Path, mosquitto: Mosquitto, sim_in_thread: ModbusSimulator
+    tmp_path: Path, mosquitto: Mosquitto, modbus_sim_thread: ModbusSimulator
 ) -> None:
-    cfg = gateway_config(tmp_path, mosquitto.port, sim_in_thread.port)
+    cfg = gateway_config(tmp_path, mosquitto.port, modbus_sim_thread.port)
     gateway = GatewayProcess(write_config(tmp_path / "gw.yaml", cfg), tmp_path / "gateway.log")
     rec = Recorder(mosquitto.port, "t/line/press1/#", client_id="historian").start()
     gateway.start()
