@@ -78,7 +78,7 @@ class Buffer:
         max_bytes: int = 2**30,
         max_age: float = 7 * 86400.0,
         durability: str = "normal",
-        queue_limit: int = 10_000,
+        queue_limit: int = 200_000,  # readings waiting for their commit, at most
         page_limit: int | None = None,
     ) -> None:
         self.path = path
@@ -91,6 +91,7 @@ class Buffer:
         self.page_limit = page_limit
         self.stats = BufferStats()
         self._pending: deque[Batch] = deque()
+        self._pending_readings = 0
         self._releases: list[int] = []
         self._released: set[int] = set()  # released, not yet deleted: never handed out again
         self._deleted_last: list[int] = []  # kept one more commit for reads begun before it
@@ -186,34 +187,49 @@ class Buffer:
         """Queue a batch for the next commit; never blocks. A full queue drops its oldest."""
         if not batch.readings:
             return
-        if len(self._pending) >= self.queue_limit:
+        while self._pending and self._pending_readings + len(batch.readings) > self.queue_limit:
             old = self._pending.popleft()
+            self._pending_readings -= len(old.readings)
             self._count_dropped(old.source, len(old.readings))
             log.warning("buffer write queue full: dropped the oldest batch of %s", old.source)
         self._pending.append(batch)
+        self._pending_readings += len(batch.readings)
         self._wake.set()
 
-    async def take(self, after: int, limit: int, up_to: int | None = None) -> list[StoredBatch]:
-        """Committed batches with ``after < id <= up_to``, oldest first, not yet released."""
+    async def take(
+        self, after: int, max_readings: int, up_to: int | None = None
+    ) -> list[StoredBatch]:
+        """Committed batches with ``after < id <= up_to``, oldest first, not yet released, up to
+        ``max_readings`` readings (at least one batch): only what will be sent is decoded."""
         reader = self._require(self._reader)
-        if up_to is None:
-            sql = (
-                "SELECT id, source, ts, first_seq, payload FROM batches WHERE id > ? "
-                "ORDER BY id LIMIT ?"
-            )
-            args: tuple[int, ...] = (after, limit)
-        else:
-            sql = (
-                "SELECT id, source, ts, first_seq, payload FROM batches WHERE id > ? AND id <= ? "
-                "ORDER BY id LIMIT ?"
-            )
-            args = (after, up_to, limit)
-        async with reader.execute(sql, args) as cur:
+        last = up_to if up_to is not None else 2**63 - 1
+        async with reader.execute(
+            "SELECT id, count FROM batches WHERE id > ? AND id <= ? ORDER BY id LIMIT 1000",
+            (after, last),
+        ) as cur:
+            index = await cur.fetchall()
+        chosen: list[int] = []
+        total = 0
+        for id_, count in index:
+            if id_ in self._released:
+                continue
+            if chosen and total + count > max_readings:
+                break
+            chosen.append(id_)
+            total += count
+        if not chosen:
+            return []
+        async with reader.execute(
+            "SELECT id, source, ts, first_seq, payload FROM batches WHERE id >= ? AND id <= ? "
+            "ORDER BY id",
+            (chosen[0], chosen[-1]),
+        ) as cur:
             rows = await cur.fetchall()
+        wanted = set(chosen)
         return [
             StoredBatch(id_, source, ts, unpack(payload, first_seq))
             for id_, source, ts, first_seq, payload in rows
-            if id_ not in self._released
+            if id_ in wanted
         ]
 
     def release(self, batch_id: int) -> None:
@@ -318,7 +334,7 @@ class Buffer:
             log.info("buffer commits work again")
             self._failing = None
         for _ in batches:
-            self._pending.popleft()
+            self._pending_readings -= len(self._pending.popleft().readings)
         # A take() that began before this commit may still return these rows: filter them once more.
         self._released.difference_update(self._deleted_last)
         self._deleted_last = releases

@@ -62,8 +62,12 @@ class Gateway:
             stopped = asyncio.create_task(stop.wait(), name="stop")
             done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                if task is not stopped and not task.cancelled() and task.exception() is not None:
-                    log.error("task %s failed: %r", task.get_name(), task.exception())
+                if task is stopped:
+                    continue
+                # A task that ends by itself is a bug: say which, and stop cleanly rather than
+                # run on half-alive.
+                error = None if task.cancelled() else task.exception()
+                log.error("task %s ended unexpectedly: %r; stopping", task.get_name(), error)
             stopped.cancel()
         finally:
             await self._shutdown(tasks)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import signal
 import sqlite3
@@ -213,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``plantgate`` command."""
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: a field diagnosis for a hang.
+    with contextlib.suppress(ValueError, OSError):  # no real stderr (e.g. captured in tests)
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     with contextlib.suppress(KeyboardInterrupt):
         code: int = args.func(args)
         return code

@@ -19,6 +19,8 @@ from gateway.schema import Duration, Name, Size, Strict
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 Loc = tuple[str | int, ...]
+# libyaml's loader when PyYAML has it: a 10,000-tag map loads in a fraction of a second.
+SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class BufferConfig(Strict):
@@ -193,8 +195,8 @@ def interpolate(node: Any, loc: Loc, problems: list[tuple[Loc, str]]) -> Any:
     return _VAR.sub(sub, node)
 
 
-def _line_map(text: str) -> dict[Loc, int]:
-    """Map each key path in the YAML document to its 1-based line number."""
+def _load(text: str) -> tuple[Any, dict[Loc, int]]:
+    """Parse YAML once: the data, and each key path's 1-based line number."""
     lines: dict[Loc, int] = {}
 
     def walk(node: yaml.Node, path: Loc) -> None:
@@ -208,10 +210,15 @@ def _line_map(text: str) -> dict[Loc, int]:
             for i, item in enumerate(node.value):
                 walk(item, (*path, i))
 
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
-    if root is not None:
+    loader = SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, lines
         walk(root, ())
-    return lines
+        return loader.construct_document(root), lines
+    finally:
+        loader.dispose()
 
 
 def _render_path(loc: Loc) -> str:
@@ -286,8 +293,7 @@ def parse_config(text: str, file: str | None = None) -> Config:
     """Validate YAML text; raise ConfigError listing every problem with its line."""
     where = file or "<config>"
     try:
-        raw = yaml.safe_load(text)
-        lines = _line_map(text)
+        raw, lines = _load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark is not None else ""

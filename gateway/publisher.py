@@ -20,7 +20,9 @@ from gateway.mqtt import MqttLink
 
 log = logging.getLogger(__name__)
 
-TAKE_LIMIT = 200  # batches read from the buffer per query
+# Readings in flight at most (besides mqtt.max_inflight messages): bounds the memory paho holds
+# for unacknowledged messages while leaving room for ~100,000 readings/s at tens of ms RTT.
+MAX_INFLIGHT_READINGS = 50_000
 
 
 @dataclass(slots=True)
@@ -72,6 +74,7 @@ class Publisher:
         self._link: MqttLink | None = None
         self._inflight: dict[int, int] = {}  # message id -> batch id
         self._remaining: dict[int, tuple[int, int]] = {}  # batch id -> (messages unacked, readings)
+        self._inflight_readings = 0
         self._window_open = asyncio.Event()
         self._stopping = False
         self.online = asyncio.Event()
@@ -167,6 +170,7 @@ class Publisher:
         # Whatever was in flight is re-sent from the buffer on the next connection.
         self._inflight.clear()
         self._remaining.clear()
+        self._inflight_readings = 0
 
     def _status(self, state: str) -> bytes:
         body = {
@@ -196,13 +200,15 @@ class Publisher:
             if link.closed.done():
                 raise BrokerError(f"connection closed: {link.closed.result()}")
             pause = 1.0
-            if len(self._inflight) < self.mqtt.max_inflight:
+            if self._window_open_for_more():
+                budget = MAX_INFLIGHT_READINGS - self._inflight_readings
                 last, pause = self._send_all(
-                    link, await self.buffer.take(live, TAKE_LIMIT), boundary, pacer
+                    link, await self.buffer.take(live, budget), boundary, pacer
                 )
                 live = last or live
                 if last is None and pause > 0 and backlog < boundary:
-                    older = await self.buffer.take(backlog, TAKE_LIMIT, up_to=boundary)
+                    budget = MAX_INFLIGHT_READINGS - self._inflight_readings
+                    older = await self.buffer.take(backlog, budget, up_to=boundary)
                     last, pause = self._send_all(link, older, boundary, pacer)
                     backlog = boundary if not older else (last or backlog)
                 if last is not None:
@@ -219,7 +225,7 @@ class Publisher:
         """
         last = None
         for batch in batches:
-            if len(self._inflight) >= self.mqtt.max_inflight:
+            if not self._window_open_for_more():
                 break
             historical = batch.id <= boundary
             if historical and (wait := pacer.wait_for(len(batch.readings))) > 0:
@@ -242,6 +248,12 @@ class Publisher:
             for w in waits:
                 w.cancel()
 
+    def _window_open_for_more(self) -> bool:
+        return (
+            len(self._inflight) < self.mqtt.max_inflight
+            and self._inflight_readings < MAX_INFLIGHT_READINGS
+        )
+
     def _send(self, link: MqttLink, batch: StoredBatch, historical: bool) -> None:
         cfg = self.mqtt
         retain = cfg.retain and not historical
@@ -254,6 +266,7 @@ class Publisher:
         else:
             messages = list(per_tag(cfg.topic_prefix, batch.source, batch.readings, historical))
         self._remaining[batch.id] = (len(messages), len(batch.readings))
+        self._inflight_readings += len(batch.readings)
         for topic, payload in messages:
             mid = link.publish(topic, payload, qos=cfg.qos, retain=retain)
             self._inflight[mid] = batch.id
@@ -275,8 +288,12 @@ class Publisher:
             self._remaining[batch_id] = (left - 1, readings)
         else:
             del self._remaining[batch_id]
+            self._inflight_readings -= readings
             self.stats.readings_acked += readings
             self.buffer.release(batch_id)
         # Wake the pump at half the window, so a full window is refilled in bursts, not per ack.
-        if len(self._inflight) <= self.mqtt.max_inflight // 2:
+        if (
+            len(self._inflight) <= self.mqtt.max_inflight // 2
+            and self._inflight_readings <= MAX_INFLIGHT_READINGS // 2
+        ):
             self._window_open.set()

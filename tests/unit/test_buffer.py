@@ -76,8 +76,11 @@ async def test_take_is_windowed(tmp_path: Path, durability: str) -> None:
     for i in range(10):
         buf.add(batch("s", 1 + i * 3))
     await committed(buf, 10)
-    assert [b.id for b in await buf.take(3, 4)] == [4, 5, 6, 7]
+    assert [b.id for b in await buf.take(3, 12)] == [4, 5, 6, 7]
     assert [b.id for b in await buf.take(0, 100, up_to=2)] == [1, 2]
+    # The budget is in readings (3 per batch here), and at least one batch always comes.
+    assert [b.id for b in await buf.take(0, 7)] == [1, 2]
+    assert [b.id for b in await buf.take(0, 1)] == [1]
     assert await buf.max_id() == 10
     await buf.close()
 
@@ -114,7 +117,7 @@ async def test_max_bytes_drops_oldest_first(tmp_path: Path, durability: str) -> 
     buf.add(batch("press1", seq, n=1))
     await committed(buf, 401)
     await async_wait_until(lambda: buf.stats.dropped.get("press1", 0) > 0)
-    kept = [r.seq for b in await buf.take(0, 1000) for r in b.readings]
+    kept = [r.seq for b in await buf.take(0, 10**9) for r in b.readings]
     dropped = buf.stats.dropped["press1"]
     assert kept == list(range(dropped + 1, seq + 1))  # exactly the oldest ones went
     await buf.close()
@@ -165,6 +168,17 @@ async def test_a_full_disk_evicts_the_oldest_and_carries_on(
     await async_wait_until(lambda: not buf.queued, 20, "every batch committed or dropped")
     assert buf.stats.write_errors > 0  # the disk did fill up
     dropped = buf.stats.dropped["press1"]
-    kept = [r.seq for b in await buf.take(0, 10_000) for r in b.readings]
+    kept = [r.seq for b in await buf.take(0, 10**9) for r in b.readings]
     assert kept == list(range(dropped + 1, seq))  # oldest dropped and counted, newest kept
+    await buf.close()
+
+
+async def test_the_write_queue_is_bounded_in_readings(tmp_path: Path, durability: str) -> None:
+    buf = Buffer(tmp_path / "b.db", durability=durability, queue_limit=10)
+    await buf.open()
+    for i in range(5):  # queued faster than the writer runs: only the newest 10 readings stay
+        buf.add(batch("press1", 1 + 3 * i))
+    assert buf.stats.dropped == {"press1": 6}
+    await committed(buf, 3)
+    assert [r.seq for b in await buf.take(0, 100) for r in b.readings] == list(range(7, 16))
     await buf.close()

@@ -1,0 +1,328 @@
+"""End-to-end pipeline benchmark: Modbus simulator -> gateway -> mosquitto -> a subscriber.
+
+Every case runs the real `plantgate run` process against the simulator process and a local
+mosquitto; a subscriber in this process checks every reading's `seq` (lost readings must be
+0) and measures latency from the scan's timestamp to delivery. References measured in the
+same run: a bare paho-mqtt QoS 1 publisher sending the same messages from memory (the
+ceiling for one Python client), and the SQLite insert rate for the same batches.
+
+Run: ``.venv/bin/python -m bench.pipeline [--seconds 60] [--tags 10000] [--outage 600]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+from bench.common import free_port, percentile, simulator_process, table
+from buffer.codec import pack
+from gateway.models import Quality, Reading
+from simulators.broker import Mosquitto
+
+PREFIX = "bench/line"
+
+
+@dataclass
+class Subscriber:
+    """Counts every reading by seq and records delivery latency."""
+
+    port: int
+    seqs: set[int] = field(default_factory=set)
+    received: int = 0
+    historical: int = 0
+    latencies: list[float] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> None:
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id="bench-sub", clean_session=False
+        )
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"{PREFIX}/press1/#", qos=1)
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(1, 2)
+        self.client.max_inflight_messages_set(0)
+        self.client.connect_async("127.0.0.1", self.port)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        now = time.time() * 1000
+        body = json.loads(msg.payload)
+        items = body.get("readings", [body])
+        with self.lock:
+            for r in items:
+                self.seqs.add(r["seq"])
+                if len(self.latencies) < 200_000 and not body.get("historical"):
+                    self.latencies.append(now - r["ts"])
+            self.received += len(items)
+            if body.get("historical"):
+                self.historical += len(items)
+
+    def lost(self, upto: int) -> int:
+        with self.lock:
+            return sum(1 for s in range(1, upto + 1) if s not in self.seqs)
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_peak_rss_mib(pid: int) -> float:
+    """Peak resident memory of a process (VmHWM), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def config(work: Path, broker: int, modbus: int, tags: int, layout: str, durability: str) -> Path:
+    """A tag map of ``tags`` adjacent registers scanned every 100 ms, report: always."""
+    data = {
+        "gateway": {
+            "name": "bench",
+            "buffer": {"path": str(work / "buffer.db"), "durability": durability},
+            "metrics_interval": "5s",
+        },
+        "mqtt": {
+            "url": f"mqtt://127.0.0.1:{broker}",
+            "topic_prefix": PREFIX,
+            "layout": layout,
+            "replay": {"order": "live_first", "max_rate": 10_000_000},
+        },
+        "sources": [
+            {
+                "name": "press1",
+                "protocol": "modbus",
+                "host": "127.0.0.1",
+                "port": modbus,
+                "scan": "100ms",
+                "tags": [
+                    {"name": f"r{i:05d}", "address": f"holding:{1000 + i}", "report": "always"}
+                    for i in range(tags)
+                ],
+            }
+        ],
+    }
+    path = work / f"{layout}-{durability}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def last_seq(db: Path) -> int:
+    """The last seq the gateway committed for press1."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT last_seq FROM sources WHERE name = 'press1'").fetchone()
+    finally:
+        conn.close()
+    return int(row[0]) if row else 0
+
+
+def run_case(
+    work: Path,
+    modbus: int,
+    tags: int,
+    layout: str,
+    durability: str,
+    seconds: float,
+    outage: float = 0,
+) -> dict[str, Any]:
+    """One case: fresh broker and buffer, the gateway for ``seconds`` (with an outage first)."""
+    case = work / f"{layout}-{durability}-{int(outage)}"
+    case.mkdir()
+    broker = Mosquitto(case / "broker", persistence=False)
+    broker.start()
+    sub = Subscriber(broker.port)
+    sub.start()
+    cfg = config(case, broker.port, modbus, tags, layout, durability)
+    with open(case / "gateway.log", "wb") as log:
+        gw = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "run", "-c", str(cfg)], stdout=log, stderr=log
+        )
+    result: dict[str, Any] = {"case": f"{layout} / {durability}"}
+    try:
+        time.sleep(3)  # connect and warm up
+        if outage:
+            broker.stop()
+            time.sleep(outage)
+            backlog = last_seq(case / "buffer.db") - sub.received
+            broker.start()
+            t0, before = time.monotonic(), sub.received
+            while sub.lost(last_seq(case / "buffer.db") - tags * 2) and time.monotonic() - t0 < 600:
+                time.sleep(0.2)
+            result["drain"] = (sub.received - before) / (time.monotonic() - t0)
+            result["backlog"] = backlog
+        cpu0, t0, got0 = proc_cpu_seconds(gw.pid), time.monotonic(), sub.received
+        time.sleep(seconds)
+        cpu1, t1, got1 = proc_cpu_seconds(gw.pid), time.monotonic(), sub.received
+        result["rate"] = (got1 - got0) / (t1 - t0)
+        result["cpu"] = 100 * (cpu1 - cpu0) / (t1 - t0)
+        result["rss"] = proc_peak_rss_mib(gw.pid)
+    finally:
+        gw.terminate()
+        gw.wait(60)
+        time.sleep(1)
+        committed = last_seq(case / "buffer.db")
+        deadline = time.monotonic() + 30
+        while sub.lost(committed) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        sub.stop()
+        broker.stop()
+    with sub.lock:
+        lat = list(sub.latencies)
+    result["lost"] = sub.lost(committed)
+    result["committed"] = committed
+    result["p50"], result["p99"] = percentile(lat, 50), percentile(lat, 99)
+    return result
+
+
+def bare_paho(work: Path, tags: int, layout: str, seconds: float = 10) -> float:
+    """Readings/s of a bare paho QoS 1 publisher sending the same messages from memory."""
+    broker = Mosquitto(work / f"bare-{layout}", persistence=False)
+    broker.start()
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bare")
+    client.max_inflight_messages_set(1000)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    reading = {"value": 12345, "quality": "good", "ts": int(time.time() * 1000), "seq": 1}
+    per_tag = [
+        (f"{PREFIX}/press1/r{i:05d}", json.dumps({**reading, "seq": i}).encode())
+        for i in range(tags)
+    ]
+    batch = json.dumps({"ts": 0, "readings": [{"tag": t, **reading} for t, _ in per_tag]}).encode()
+    sent, t0 = 0, time.monotonic()
+    try:
+        while time.monotonic() - t0 < seconds:
+            if layout == "per_tag":
+                infos = [client.publish(t, p, qos=1) for t, p in per_tag]
+            else:
+                infos = [client.publish(f"{PREFIX}/press1", batch, qos=1)]
+            for info in infos:
+                info.wait_for_publish(30)
+            sent += tags
+        return sent / (time.monotonic() - t0)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        broker.stop()
+
+
+def sqlite_inserts(work: Path, tags: int, durability: str, seconds: float = 5) -> float:
+    """Readings/s of plain SQLite inserts of the same batches (one row per batch)."""
+    conn = sqlite3.connect(work / f"insert-{durability}.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+    conn.execute(
+        "CREATE TABLE b (id INTEGER PRIMARY KEY, source TEXT, first_seq INT, payload BLOB)"
+    )
+    readings = [Reading(f"r{i:05d}", 12345, Quality.GOOD, 0, i) for i in range(tags)]
+    done, t0 = 0, time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        payload = pack(readings)
+        conn.execute("BEGIN")
+        conn.execute(
+            "INSERT INTO b (source, first_seq, payload) VALUES (?, ?, ?)", ("press1", done, payload)
+        )
+        conn.execute("COMMIT")
+        done += tags
+    conn.close()
+    return done / (time.monotonic() - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tags", type=int, default=10_000)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument(
+        "--outage", type=float, default=600, help="seconds of broker outage to drain"
+    )
+    parser.add_argument(
+        "--cases", default="per_batch/normal,per_batch/full,per_tag/normal,per_tag/full"
+    )
+    args = parser.parse_args()
+    asked = args.tags * 10
+    with tempfile.TemporaryDirectory(prefix="plantgate-bench-") as tmp:
+        work = Path(tmp)
+        modbus = free_port()
+        rows: list[tuple[str, ...]] = [
+            (
+                "case",
+                "readings/s",
+                "of asked",
+                "gateway CPU %",
+                "peak RSS MiB",
+                "p50 ms",
+                "p99 ms",
+                "lost",
+            )
+        ]
+        results = []
+        with simulator_process(modbus):
+            for case in args.cases.split(","):
+                layout, durability = case.split("/")
+                r = run_case(work, modbus, args.tags, layout, durability, args.seconds)
+                results.append(r)
+                rows.append(
+                    (
+                        r["case"],
+                        f"{r['rate']:,.0f}",
+                        f"{r['rate'] / asked:.2f}",
+                        f"{r['cpu']:.0f}",
+                        f"{r['rss']:.0f}",
+                        f"{r['p50']:.0f}",
+                        f"{r['p99']:.0f}",
+                        str(r["lost"]),
+                    )
+                )
+                print(rows[-1], flush=True)
+            drain = None
+            if args.outage:
+                drain = run_case(
+                    work, modbus, args.tags, "per_batch", "normal", 10, outage=args.outage
+                )
+        refs = [("reference", "readings/s")]
+        for layout in ("per_batch", "per_tag"):
+            refs.append(
+                (f"bare paho QoS 1, {layout}", f"{bare_paho(work, args.tags, layout):,.0f}")
+            )
+        for durability in ("normal", "full"):
+            refs.append(
+                (
+                    f"SQLite inserts, {durability}",
+                    f"{sqlite_inserts(work, args.tags, durability):,.0f}",
+                )
+            )
+    title = f"Pipeline: {args.tags} tags every 100 ms ({asked:,} readings/s asked)"
+    print(table(f"{title}, {args.seconds:.0f} s per case", rows))
+    print()
+    print(table("References, same run", refs))
+    if drain is not None:
+        print()
+        rate = drain["drain"]
+        print(
+            f"Outage of {args.outage:.0f} s: backlog {drain['backlog']:,} readings drained at "
+            f"{rate:,.0f} readings/s ({rate / asked:.1f}x the live rate); lost {drain['lost']}"
+        )
+
+
+if __name__ == "__main__":
+    main()
