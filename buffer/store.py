@@ -10,6 +10,7 @@ import sqlite3
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import aiosqlite
@@ -20,6 +21,7 @@ from gateway.models import Batch, Reading
 
 log = logging.getLogger(__name__)
 
+SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -48,12 +50,17 @@ def move_aside(path: Path, aside: Path) -> None:
 
 @dataclass(frozen=True, slots=True)
 class StoredBatch:
-    """A committed batch as read back for publishing."""
+    """A committed batch as read back for publishing; its readings are decoded on demand."""
 
     id: int
     source: str
     ts: int
-    readings: list[Reading]
+    count: int
+    payload: bytes  # the per_batch JSON array of its readings
+
+    def readings(self) -> list[Reading]:
+        """Decode the readings."""
+        return unpack(self.payload)
 
 
 @dataclass(slots=True)
@@ -66,6 +73,7 @@ class BufferStats:
     released: int = 0
     dropped: dict[str, int] = field(default_factory=dict)  # readings evicted, per source
     write_errors: int = 0
+    moved_aside: str | None = None  # where an unusable database file was moved at start
 
 
 class Buffer:
@@ -103,6 +111,7 @@ class Buffer:
         self._reader: aiosqlite.Connection | None = None
         self._last_evict = 0.0
         self._failing: str | None = None  # the commit error being retried, logged once
+        self._chunk = 2**31  # batches per commit; shrinks while the disk is full
         self._closing = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -126,12 +135,13 @@ class Buffer:
                 f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}"
             )
             log.error(
-                "buffer %s is corrupt (%s); moved aside to %s, starting a new one",
+                "buffer %s is unusable (%s); moved aside to %s, starting a new one",
                 self.path,
                 exc,
                 aside,
             )
             await asyncio.to_thread(move_aside, self.path, aside)
+            self.stats.moved_aside = str(aside)  # published with the metrics
             await self._connect()
         self._writer = asyncio.create_task(self._write_loop(), name="buffer-writer")
 
@@ -149,7 +159,19 @@ class Buffer:
             row = await cur.fetchone()
         if row is None or row[0] != "ok":
             raise sqlite3.DatabaseError(f"quick_check: {row[0] if row else 'no answer'}")
+        async with db.execute("PRAGMA user_version") as cur:
+            version = (await cur.fetchone() or (0,))[0]
+        async with db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'batches'") as cur:
+            has_tables = (await cur.fetchone() or (0,))[0] > 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"buffer {self.path} was written by a newer plantgate (schema {version})"
+            )
+        if has_tables and version < SCHEMA_VERSION:
+            # No migration exists yet: an older layout is set aside like a corrupt file.
+            raise sqlite3.DatabaseError(f"schema {version} is not {SCHEMA_VERSION}")
         await db.executescript(SCHEMA)
+        await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         async with db.execute("SELECT name, last_seq, dropped FROM sources") as cur:
             for name, last_seq, dropped in await cur.fetchall():
                 self._last_seq[name] = last_seq
@@ -220,17 +242,13 @@ class Buffer:
         if not chosen:
             return []
         async with reader.execute(
-            "SELECT id, source, ts, first_seq, payload FROM batches WHERE id >= ? AND id <= ? "
+            "SELECT id, source, ts, count, payload FROM batches WHERE id >= ? AND id <= ? "
             "ORDER BY id",
             (chosen[0], chosen[-1]),
         ) as cur:
             rows = await cur.fetchall()
         wanted = set(chosen)
-        return [
-            StoredBatch(id_, source, ts, unpack(payload, first_seq))
-            for id_, source, ts, first_seq, payload in rows
-            if id_ in wanted
-        ]
+        return [StoredBatch(*row) for row in rows if row[0] in wanted]
 
     def release(self, batch_id: int) -> None:
         """The broker acknowledged every message of this batch: delete it at the next commit."""
@@ -270,20 +288,32 @@ class Buffer:
     # -- the writer --------------------------------------------------------------------------
 
     async def _write_loop(self) -> None:
+        closing_attempts = 0
         while True:
             await self._wake.wait()
             self._wake.clear()
             if self._pending or self._releases:
                 await self._commit()
+                if self._pending:  # committed in chunks, or retrying a failed commit
+                    self._wake.set()
             if time.monotonic() - self._last_evict > 1.0:
                 self._last_evict = time.monotonic()
                 await self._evict()
-            if self._closing and not self._pending and not self._releases:
-                return
+            if self._closing:
+                if not self._pending and not self._releases:
+                    return
+                closing_attempts += 1
+                if closing_attempts > 25:  # the disk stays full: closing must end anyway
+                    for old in self._pending:
+                        self._count_dropped(old.source, len(old.readings))
+                    log.error(
+                        "buffer closed with %d batch(es) it could not commit", len(self._pending)
+                    )
+                    return
 
     async def _commit(self) -> None:
         db = self._require(self._db)
-        batches = list(self._pending)
+        batches = list(islice(self._pending, self._chunk))
         releases = self._releases
         self._releases = []
         now_ms = time.time_ns() // 1_000_000
@@ -322,9 +352,15 @@ class Buffer:
             self._failing = str(exc)
             if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
                 # The disk (or max_page_count) is full: what was acknowledged goes first, then
-                # the oldest make room for twice what waits. Evicted readings are counted.
+                # the oldest make room for twice what waits, and commits get smaller. When not
+                # even one batch fits an emptied buffer, that batch is dropped. All counted.
                 await self._delete(releases)
-                await self._evict(room=2 * sum(len(r[5]) + 64 for r in rows))
+                evicted = await self._evict(room=2 * sum(len(r[5]) + 64 for r in rows))
+                if not evicted and self._chunk == 1:
+                    old = self._pending.popleft()
+                    self._pending_readings -= len(old.readings)
+                    self._count_dropped(old.source, len(old.readings))
+                self._chunk = max(1, len(batches) // 2)
             else:
                 self._releases = releases + self._releases
             await asyncio.sleep(0.2)
@@ -333,6 +369,7 @@ class Buffer:
         if self._failing is not None:
             log.info("buffer commits work again")
             self._failing = None
+        self._chunk = min(self._chunk * 2, 2**31)
         for _ in batches:
             self._pending_readings -= len(self._pending.popleft().readings)
         # A take() that began before this commit may still return these rows: filter them once more.
@@ -361,7 +398,7 @@ class Buffer:
             return
         self._deleted_last.extend(ids)  # filtered from take() until the next commit
 
-    async def _evict(self, room: int = 0) -> None:
+    async def _evict(self, room: int = 0) -> bool:
         """Drop the oldest batches beyond max_age and max_bytes, or to make ``room`` bytes when
         the disk is full; count what each source lost."""
         db = self._require(self._db)
@@ -383,7 +420,7 @@ class Buffer:
                     if freed >= target:
                         break
         if upto <= 0:
-            return
+            return False
         try:
             await db.execute("BEGIN")
             async with db.execute(
@@ -401,7 +438,7 @@ class Buffer:
             with contextlib.suppress(sqlite3.Error):
                 await db.execute("ROLLBACK")
             log.error("buffer eviction failed: %s", exc)
-            return
+            return False
         for n, s in lost:
             self.stats.dropped[s] = self.stats.dropped.get(s, 0) + n
         if lost:
@@ -409,6 +446,7 @@ class Buffer:
                 "buffer over its bounds: dropped oldest readings %s",
                 ", ".join(f"{s}={n}" for n, s in lost),
             )
+        return bool(lost)
 
     async def _pages_in_use(self) -> int:
         """Bytes of pages holding data (free pages are reused, so the file stops growing)."""

@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any
 
@@ -19,6 +20,24 @@ from gateway.publisher import Publisher
 from gateway.runtime import SourceRunner
 
 log = logging.getLogger(__name__)
+
+
+async def stop_tasks(tasks: Iterable[asyncio.Task[None]], patience: float = 5.0) -> None:
+    """Cancel tasks and wait for them, cancelling again while one is still running.
+
+    A library may swallow one cancellation (asyncio.wait_for does in Python 3.11 when its
+    inner future completes at the same moment); shutdown must not hang on that.
+    """
+    pending = {t for t in tasks if not t.done()}
+    for attempt in range(3):
+        for task in pending:
+            task.cancel()
+        if not pending:
+            return
+        _, pending = await asyncio.wait(pending, timeout=patience)
+        if pending:
+            names = ", ".join(t.get_name() for t in pending)
+            log.warning("still stopping after %.0fs: %s (attempt %d)", patience, names, attempt + 1)
 
 
 class Gateway:
@@ -75,16 +94,17 @@ class Gateway:
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
         # Reverse order: sources stop first, their last batches reach the buffer, the publisher
         # gets a bounded moment to have them acknowledged, then the buffer closes.
+        log.info("stopping: sources first")
+        for runner in self.runners:
+            runner.stop()
         sources = [t for t in tasks if t.get_name().startswith("source:")]
-        for task in reversed(sources):
-            task.cancel()
-        await asyncio.gather(*sources, return_exceptions=True)
+        await stop_tasks(reversed(sources))
+        log.info("stopping: flushing what the sources read last")
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._flush(), 3.0)
         await self.publisher.stop()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_tasks(tasks)
+        log.info("stopping: closing the buffer")
         await self.buffer.close()
         with contextlib.suppress(OSError):
             write_health(

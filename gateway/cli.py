@@ -31,6 +31,13 @@ def setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.CRITICAL if not verbose else logging.WARNING)
 
 
+def dump_tasks() -> None:
+    """Print every asyncio task's stack to stderr (``kill -USR2 <pid>``)."""
+    for task in asyncio.all_tasks():
+        print(f"--- task {task.get_name()}", file=sys.stderr)
+        task.print_stack(file=sys.stderr)
+
+
 def run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
     """Run ``main(stop)`` on a new event loop; SIGTERM and SIGINT set ``stop``."""
 
@@ -39,6 +46,7 @@ def run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]])
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGUSR2, dump_tasks)  # where is every task waiting?
         await main(stop)
 
     asyncio.run(runner())

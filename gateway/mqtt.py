@@ -54,8 +54,10 @@ class MqttLink:
         client.on_socket_close = self._on_socket_close
         client.on_socket_register_write = self._on_register_write
         client.on_socket_unregister_write = self._on_unregister_write
-        # Our own window bounds what is in flight; paho must never hold messages back itself.
-        client.max_inflight_messages_set(cfg.max_inflight + 64)
+        # Our own window bounds what is in flight, so paho never holds messages back itself:
+        # 0 = no paho limit, which also skips its per-PUBACK walk over every message in flight
+        # (quadratic with thousands in flight).
+        client.max_inflight_messages_set(0)
         client.will_set(will[0], will[1], qos=1, retain=True)
         if cfg.username is not None:
             client.username_pw_set(cfg.username, cfg.secret())

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 # Readings in flight at most (besides mqtt.max_inflight messages): bounds the memory paho holds
 # for unacknowledged messages while leaving room for ~100,000 readings/s at tens of ms RTT.
 MAX_INFLIGHT_READINGS = 50_000
+SLICE = 500  # per_tag messages published between two yields to the event loop
 
 
 @dataclass(slots=True)
@@ -202,21 +203,21 @@ class Publisher:
             pause = 1.0
             if self._window_open_for_more():
                 budget = MAX_INFLIGHT_READINGS - self._inflight_readings
-                last, pause = self._send_all(
+                last, pause = await self._send_all(
                     link, await self.buffer.take(live, budget), boundary, pacer
                 )
                 live = last or live
                 if last is None and pause > 0 and backlog < boundary:
                     budget = MAX_INFLIGHT_READINGS - self._inflight_readings
                     older = await self.buffer.take(backlog, budget, up_to=boundary)
-                    last, pause = self._send_all(link, older, boundary, pacer)
+                    last, pause = await self._send_all(link, older, boundary, pacer)
                     backlog = boundary if not older else (last or backlog)
                 if last is not None:
-                    await asyncio.sleep(0)  # let acks and scans run between bursts
+                    await asyncio.sleep(0)  # acks and scans run between bursts
                     continue
             await self._wait_for_work(link, pause)
 
-    def _send_all(
+    async def _send_all(
         self, link: MqttLink, batches: list[StoredBatch], boundary: int, pacer: Pacer
     ) -> tuple[int | None, float]:
         """Send batches in order while the window has room; backlog ones (id <= boundary) paced.
@@ -228,9 +229,9 @@ class Publisher:
             if not self._window_open_for_more():
                 break
             historical = batch.id <= boundary
-            if historical and (wait := pacer.wait_for(len(batch.readings))) > 0:
+            if historical and (wait := pacer.wait_for(batch.count)) > 0:
                 return last, wait
-            self._send(link, batch, historical)
+            await self._send(link, batch, historical)
             last = batch.id
         return last, 1.0
 
@@ -254,26 +255,28 @@ class Publisher:
             and self._inflight_readings < MAX_INFLIGHT_READINGS
         )
 
-    def _send(self, link: MqttLink, batch: StoredBatch, historical: bool) -> None:
+    async def _send(self, link: MqttLink, batch: StoredBatch, historical: bool) -> None:
         cfg = self.mqtt
         retain = cfg.retain and not historical
         if cfg.layout == "per_batch":
             topic, payload = per_batch(
-                cfg.topic_prefix, batch.source, batch.ts, batch.readings, historical
+                cfg.topic_prefix, batch.source, batch.ts, batch.payload, historical
             )
             messages = [(topic, payload)]
             retain = False  # a batch is history, not a live value
         else:
-            messages = list(per_tag(cfg.topic_prefix, batch.source, batch.readings, historical))
-        self._remaining[batch.id] = (len(messages), len(batch.readings))
-        self._inflight_readings += len(batch.readings)
-        for topic, payload in messages:
+            messages = list(per_tag(cfg.topic_prefix, batch.source, batch.readings(), historical))
+        self._remaining[batch.id] = (len(messages), batch.count)
+        self._inflight_readings += batch.count
+        for n, (topic, payload) in enumerate(messages, 1):
             mid = link.publish(topic, payload, qos=cfg.qos, retain=retain)
             self._inflight[mid] = batch.id
+            if n % SLICE == 0:
+                await asyncio.sleep(0)  # a 10,000-tag batch must not hold the scans up
         self.stats.messages_sent += len(messages)
-        self.stats.readings_sent += len(batch.readings)
+        self.stats.readings_sent += batch.count
         if historical:
-            self.stats.replayed += len(batch.readings)
+            self.stats.replayed += batch.count
 
     def _acked(self, mid: int) -> None:
         batch_id = self._inflight.pop(mid, None)

@@ -71,9 +71,14 @@ class SourceRunner:
         self.stats = SourceStats()
         self._reporter = ExceptionReporter()
         self._delays = backoff(base=0.5, cap=source.backoff_max)
+        self._stopping = False
         self._latest: dict[int, Sample] = {}  # subscription mode: last sample of each tag
         self._combos: dict[tuple[int, ...], list[TagBase]] = {}
         self._members: dict[str, TagBase] = {}  # structure members, named tag.member.sub
+
+    def stop(self) -> None:
+        """Ask the scan loop to end at its next tick (the task is also cancelled)."""
+        self._stopping = True
 
     @property
     def subscribing(self) -> bool:
@@ -88,7 +93,7 @@ class SourceRunner:
         try:
             if self.subscribing:
                 await self._run_subscribed(loop)
-            while True:
+            while not self._stopping:
                 if self.stats.state != "connected":
                     await self._connect(loop.time())
                     if self.stats.state != "connected":
@@ -109,7 +114,7 @@ class SourceRunner:
         """Changes are pushed as they come; every scan the latest samples are offered again,
         so ``heartbeat`` and ``report: always`` keep their meaning."""
         connector = cast("Subscriber[Any]", self.connector)
-        while True:
+        while not self._stopping:
             await self._connect(loop.time())
             if self.stats.state != "connected":
                 await asyncio.sleep(next(self._delays))

@@ -41,8 +41,8 @@ async def test_add_take_release(tmp_path: Path, durability: str) -> None:
     await committed(buf, 2)
     taken = await buf.take(0, 10)
     assert [b.id for b in taken] == [1, 2]
-    assert [r.seq for r in taken[1].readings] == [4, 5, 6]
-    assert taken[0].readings[0] == Reading("t0", 0.5, Quality.GOOD, 1_700_000_000_000, 1)
+    assert [r.seq for r in taken[1].readings()] == [4, 5, 6]
+    assert taken[0].readings()[0] == Reading("t0", 0.5, Quality.GOOD, 1_700_000_000_000, 1)
     buf.release(taken[0].id)
     assert [b.id for b in await buf.take(0, 10)] == [2]  # gone from take() at once
     await async_wait_until(lambda: buf.stats.commits >= 2)
@@ -97,7 +97,7 @@ async def test_max_age_drops_oldest_and_counts(tmp_path: Path, durability: str) 
     buf._last_evict = 0.0
     buf.add(batch("press1", 7))
     await async_wait_until(lambda: buf.stats.dropped.get("press1") == 6)
-    assert [r.seq for b in await buf.take(0, 10) for r in b.readings] == [7, 8, 9]
+    assert [r.seq for b in await buf.take(0, 10) for r in b.readings()] == [7, 8, 9]
     await buf.close()
     again = Buffer(tmp_path / "b.db", durability=durability)
     await again.open()
@@ -117,7 +117,7 @@ async def test_max_bytes_drops_oldest_first(tmp_path: Path, durability: str) -> 
     buf.add(batch("press1", seq, n=1))
     await committed(buf, 401)
     await async_wait_until(lambda: buf.stats.dropped.get("press1", 0) > 0)
-    kept = [r.seq for b in await buf.take(0, 10**9) for r in b.readings]
+    kept = [r.seq for b in await buf.take(0, 10**9) for r in b.readings()]
     dropped = buf.stats.dropped["press1"]
     assert kept == list(range(dropped + 1, seq + 1))  # exactly the oldest ones went
     await buf.close()
@@ -133,6 +133,7 @@ async def test_corrupt_file_is_moved_aside(tmp_path: Path, durability: str) -> N
     await buf.close()
     aside = [p.name for p in tmp_path.iterdir() if ".corrupt-" in p.name]  # noqa: ASYNC240
     assert len(aside) == 1
+    assert buf.stats.moved_aside == str(tmp_path / aside[0])
     assert (tmp_path / aside[0]).read_bytes().startswith(b"this is not a database")
 
 
@@ -168,7 +169,7 @@ async def test_a_full_disk_evicts_the_oldest_and_carries_on(
     await async_wait_until(lambda: not buf.queued, 20, "every batch committed or dropped")
     assert buf.stats.write_errors > 0  # the disk did fill up
     dropped = buf.stats.dropped["press1"]
-    kept = [r.seq for b in await buf.take(0, 10**9) for r in b.readings]
+    kept = [r.seq for b in await buf.take(0, 10**9) for r in b.readings()]
     assert kept == list(range(dropped + 1, seq))  # oldest dropped and counted, newest kept
     await buf.close()
 
@@ -180,5 +181,25 @@ async def test_the_write_queue_is_bounded_in_readings(tmp_path: Path, durability
         buf.add(batch("press1", 1 + 3 * i))
     assert buf.stats.dropped == {"press1": 6}
     await committed(buf, 3)
-    assert [r.seq for b in await buf.take(0, 100) for r in b.readings] == list(range(7, 16))
+    assert [r.seq for b in await buf.take(0, 100) for r in b.readings()] == list(range(7, 16))
     await buf.close()
+
+
+def test_the_payload_is_the_per_batch_readings_array() -> None:
+    import json
+    import math
+
+    from buffer.codec import pack, unpack
+
+    readings = [
+        Reading("temp", 21.5, Quality.GOOD, 1000, 7),
+        Reading("broken", math.nan, Quality.BAD, 1001, 8),
+        Reading("profile", [1.0, math.inf], Quality.UNCERTAIN, 1002, 9),
+    ]
+    payload = pack(readings)
+    assert json.loads(payload) == [
+        {"tag": "temp", "value": 21.5, "quality": "good", "ts": 1000, "seq": 7},
+        {"tag": "broken", "value": None, "quality": "bad", "ts": 1001, "seq": 8},
+        {"tag": "profile", "value": [1.0, None], "quality": "uncertain", "ts": 1002, "seq": 9},
+    ]
+    assert [r.seq for r in unpack(payload)] == [7, 8, 9]
