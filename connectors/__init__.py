@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from connectors.base import Connector
+from connectors.logix.config import LogixSource
+from connectors.logix.connector import LogixConnector
 from connectors.modbus.config import ModbusSource
 from connectors.modbus.connector import ModbusConnector
+from connectors.opcua.config import OpcUaSource
+from connectors.opcua.connector import OpcUaConnector
 
 # Grows into a discriminated union on ``protocol`` as protocols are added.
-SourceConfig = ModbusSource
+SourceConfig = Annotated[ModbusSource | LogixSource | OpcUaSource, Field(discriminator="protocol")]
 
 REGISTRY: dict[str, Callable[[Any], Connector[Any]]] = {
     "modbus": ModbusConnector,
+    "logix": LogixConnector,
+    "opcua": OpcUaConnector,
 }
 PROTOCOLS = tuple(REGISTRY)
 

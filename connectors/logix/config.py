@@ -1,0 +1,70 @@
+"""The YAML model of an Allen-Bradley Logix (EtherNet/IP) source and its tags."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field, PlainSerializer, field_validator, model_validator
+
+from connectors.logix.address import Address, parse_address
+from gateway.schema import Duration, SourceBase, TagBase
+
+LogixAddress = Annotated[
+    Address,
+    BeforeValidator(lambda v: v if isinstance(v, Address) else parse_address(v)),
+    PlainSerializer(str),
+]
+
+DEFAULT_PORT = 44818
+# port/link pairs: backplane|bp|enet|N / slot|IP, e.g. backplane/2/enet/10.1.1.5/backplane/0
+_ROUTE = re.compile(r"^[A-Za-z0-9_.:-]+(/[A-Za-z0-9_.:-]+)*$")
+
+
+class LogixTag(TagBase):
+    """One controller or program tag (or a member, element, slice or bit of one)."""
+
+    address: LogixAddress
+
+
+class LogixSource(SourceBase):
+    """One CIP connection to a ControlLogix, CompactLogix or Micro800 controller."""
+
+    protocol: Literal["logix"]
+    host: str = Field(min_length=1)
+    port: int = Field(default=DEFAULT_PORT, ge=1, le=65534)  # pycomm3 refuses 65535
+    # None: no slot in the path; pycomm3 then assumes slot 0, and drops it for a Micro800.
+    slot: int | None = Field(default=0, ge=0, le=255)
+    route: str | None = None  # a full CIP route instead of slot, for controllers behind a bridge
+    timeout: Duration = 5.0  # longest wait for one reply
+    tags: list[LogixTag] = Field(min_length=1)
+
+    @field_validator("route")
+    @classmethod
+    def _route(cls, route: str | None) -> str | None:
+        if route is None:
+            return None
+        steps = route.strip().strip("/")
+        if not _ROUTE.fullmatch(steps) or len(steps.split("/")) % 2:
+            raise ValueError(
+                f"{route!r}: a route is port/link pairs, e.g. backplane/2/enet/10.1.1.5/backplane/0"
+            )
+        return steps
+
+    @model_validator(mode="after")
+    def _slot_or_route(self) -> LogixSource:
+        if self.route is not None and "slot" in self.model_fields_set and self.slot is not None:
+            raise ValueError(
+                "set slot or route, not both (the route ends at the controller's slot)"
+            )
+        return self
+
+    @property
+    def path(self) -> str:
+        """The connection path pycomm3 takes: ``host:port`` then the slot or route."""
+        target = f"{self.host}:{self.port}"
+        if self.route is not None:
+            return f"{target}/{self.route}"
+        if self.slot is None:
+            return target
+        return f"{target}/{self.slot}"

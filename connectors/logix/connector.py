@@ -1,0 +1,252 @@
+"""Allen-Bradley Logix connector on pycomm3, which blocks: every call runs in one worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pycomm3 import CommError, LogixDriver
+
+from connectors.logix.config import LogixSource, LogixTag
+from connectors.logix.resolve import Resolved, TagTable, bad_sample, dimensions, plain_value
+from gateway.errors import ConnectionLost
+from gateway.models import BAD_SAMPLE, Quality, Sample
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# pycomm3 1.2.16 sizes a lone Read Tag without its reply header, so a reply whose data alone
+# nearly fills the connection is sent unfragmented and refused ("Insufficient Packet Space").
+# Within this many bytes of the connection size a lone read is paired with a small tag, which
+# sends it down pycomm3's multi-request path, where it is sized (and fragmented) correctly.
+LONE_READ_MARGIN = 64
+MAX_NAMES_LOGGED = 10
+MAX_PLANS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """One tag list's reads: each tag's resolution (or why not) and the request texts."""
+
+    how: list[Resolved | str]
+    requests: list[str]
+
+
+class _Driver(LogixDriver):
+    """pycomm3's driver, counting the packets it sends (one per CIP request or fragment)."""
+
+    packets = 0
+    broken = False  # the socket failed: a Forward Close could only fail too, and log a traceback
+
+    def _send(self, message: bytes) -> Any:
+        self.packets += 1
+        return super()._send(message)  # type: ignore[no-untyped-call]
+
+    def abandon(self) -> None:
+        """Close only the socket: the controller drops the CIP connection when it times out."""
+        self._target_is_connected = False
+        self._session = 0
+
+
+class LogixConnector:
+    """Reads a Logix controller's tags over one CIP connection, in as few requests as fit."""
+
+    def __init__(self, source: LogixSource) -> None:
+        self.source = source
+        self._executor: ThreadPoolExecutor | None = None
+        self._plc: _Driver | None = None
+        self._table: TagTable | None = None
+        self._resolved: dict[str, Resolved | str] = {}  # address -> how to read it, or why not
+        self._plans: dict[tuple[int, ...], _Plan] = {}  # per tag list the runtime scans
+        self._companion: str | None = None  # a small tag to pair with a lone large read
+        self._problems: dict[str, str] = {}  # tag name -> why it is bad now, logged once
+        self.requests_sent = 0  # CIP requests and fragments sent by read()
+
+    @property
+    def connection_size(self) -> int:
+        """Bytes per request/reply the controller granted (4000 with a Large Forward Open)."""
+        return int(self._plc.connection_size) if self._plc is not None else 0
+
+    async def connect(self) -> None:
+        """Open the connection, upload the tag list and check every configured tag against it."""
+        if self._plc is not None:
+            await self.close()
+        self._plc = await self._call(self._open)
+        # Built once per connection: a program download may change the list, and reconnects.
+        self._table = TagTable(self._plc.tags)
+        self._resolved, self._plans = {}, {}
+        self._companion = _small_tag(self._table)
+        unknown = []
+        for tag in self.source.tags:
+            resolved = self._resolve(tag, self._table)
+            if isinstance(resolved, str):
+                unknown.append((tag, resolved))
+        self._note(unknown, ())
+
+    async def read(self, tags: Sequence[LogixTag]) -> list[Sample]:
+        """Read the tags once, in one pycomm3 call; a tag the controller refuses is bad alone."""
+        plc, table = self._plc, self._table
+        if plc is None or table is None:
+            raise ConnectionLost(f"not connected to {self.source.path}")
+        plan = self._plan(tags, table, plc.connection_size)
+        results = await self._call(self._read, plc, plan.requests) if plan.requests else {}
+        samples: list[Sample] = []
+        bad: list[tuple[LogixTag, str]] = []
+        for tag, how in zip(tags, plan.how, strict=True):
+            if isinstance(how, str):
+                samples.append(BAD_SAMPLE)
+                continue
+            value, error = results[how.request]
+            if error is not None:
+                bad.append((tag, error))
+                samples.append(bad_sample(how))
+            else:
+                samples.append(Sample(plain_value(value, how), Quality.GOOD))
+        if bad or self._problems:  # else nothing changed: skip the bookkeeping
+            failed = {t.name for t, _ in bad}
+            pairs = zip(tags, plan.how, strict=True)
+            good = [t for t, h in pairs if isinstance(h, Resolved) and t.name not in failed]
+            self._note(bad, good)
+        return samples
+
+    async def close(self) -> None:
+        """Close the connection (Forward Close, unregister the session); never raises."""
+        plc, self._plc, self._table = self._plc, None, None
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        try:
+            if plc is not None:
+                # Queued behind any read still running, so the driver is never used twice at once.
+                await asyncio.get_running_loop().run_in_executor(executor, _close_quietly, plc)
+        except Exception:  # close never raises: the connection is gone either way
+            log.debug("%s: error while closing", self.source.name, exc_info=True)
+        finally:
+            executor.shutdown(wait=False)
+
+    # -- in the worker thread ---------------------------------------------------------------
+
+    def _open(self) -> _Driver:
+        src = self.source
+        plc = _Driver(src.path)
+        plc.socket_timeout = src.connect_timeout
+        try:
+            if not plc.open():  # type: ignore[no-untyped-call]
+                raise ConnectionLost(f"{src.path}: the controller refused the session")
+        except ConnectionLost:
+            _close_quietly(plc)
+            raise
+        except Exception as exc:  # pycomm3 raises assorted errors for odd replies during upload
+            _close_quietly(plc)
+            raise ConnectionLost(f"cannot connect to {src.path}: {_reason(exc)}") from exc
+        # The upload is done: from here on, each reply is bounded by ``timeout``.
+        plc.socket_timeout = src.timeout
+        if plc._sock is not None:  # pycomm3 sets the socket's timeout only when it creates it
+            plc._sock.sock.settimeout(src.timeout)
+        return plc
+
+    def _read(self, plc: _Driver, requests: list[str]) -> dict[str, tuple[Any, str | None]]:
+        before = plc.packets
+        try:
+            out = plc.read(*requests)
+        except CommError as exc:
+            plc.broken = True
+            raise ConnectionLost(f"{self.source.path}: {_reason(exc)}") from exc
+        except Exception as exc:  # the driver's state is unknown now: reconnecting resets it
+            raise ConnectionLost(f"{self.source.path}: read failed: {_reason(exc)}") from exc
+        finally:
+            self.requests_sent += plc.packets - before
+        results = out if isinstance(out, list) else [out]
+        return {
+            request: (result.value, str(result.error) if result.error else None)
+            for request, result in zip(requests, results, strict=True)
+        }
+
+    # -- on the event loop ------------------------------------------------------------------
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a driver call in this connection's own thread, one call at a time."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"logix-{self.source.name}")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+
+    def _plan(self, tags: Sequence[LogixTag], table: TagTable, connection_size: int) -> _Plan:
+        """How to read a tag list, worked out on its first scan and kept for the connection."""
+        key = tuple(id(t) for t in tags)
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        how = [self._resolve(tag, table) for tag in tags]
+        readable = [r for r in how if isinstance(r, Resolved)]
+        requests = list(dict.fromkeys(r.request for r in readable))
+        lone = readable[0].size if len(requests) == 1 else 0
+        if connection_size - LONE_READ_MARGIN < lone <= connection_size and self._companion:
+            requests.append(self._companion)
+        if len(self._plans) >= MAX_PLANS:  # tag lists come from the runtime's few scan groups
+            self._plans.clear()
+        plan = self._plans[key] = _Plan(how, requests)
+        return plan
+
+    def _resolve(self, tag: LogixTag, table: TagTable) -> Resolved | str:
+        key = str(tag.address)
+        found = self._resolved.get(key)
+        if found is None:
+            try:
+                found = table.resolve(tag.address)
+            except LookupError as exc:
+                found = str(exc)
+            self._resolved[key] = found
+        return found
+
+    def _note(self, bad: Iterable[tuple[LogixTag, str]], good: Iterable[LogixTag]) -> None:
+        """Log tags that turned bad, and those readable again, once per change."""
+        newly_bad = []
+        for tag, reason in bad:
+            if self._problems.get(tag.name) != reason:
+                self._problems[tag.name] = reason
+                newly_bad.append(f"{tag.name} ({tag.address}): {reason}")
+        recovered = [t.name for t in good if self._problems.pop(t.name, None) is not None]
+        if newly_bad:
+            log.warning("%s: tags bad: %s", self.source.name, _some(newly_bad))
+        if recovered:
+            log.info("%s: tags readable again: %s", self.source.name, _some(recovered, ", "))
+
+
+def _small_tag(table: TagTable) -> str | None:
+    """A readable scalar atomic tag, to pair with a lone large read."""
+    for name, info in table.tags.items():
+        atomic = isinstance(info.get("data_type"), str)
+        if atomic and not dimensions(info) and info.get("external_access") != "None":
+            return name
+    return None
+
+
+def _close_quietly(plc: LogixDriver) -> None:
+    if isinstance(plc, _Driver) and plc.broken:
+        plc.abandon()
+    with contextlib.suppress(Exception):
+        plc.close()  # type: ignore[no-untyped-call]
+
+
+def _reason(exc: BaseException) -> str:
+    """pycomm3 wraps the socket error: say both ("failed to receive reply: timed out")."""
+    parts: list[str] = []
+    cause: BaseException | None = exc
+    while cause is not None and len(parts) < 3:
+        parts.append(str(cause) or type(cause).__name__)
+        cause = cause.__cause__
+    return ": ".join(parts)
+
+
+def _some(items: list[str], sep: str = "; ") -> str:
+    shown = sep.join(items[:MAX_NAMES_LOGGED])
+    more = len(items) - MAX_NAMES_LOGGED
+    return f"{shown} (and {more} more)" if more > 0 else shown

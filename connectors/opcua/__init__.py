@@ -1,0 +1,1 @@
+"""OPC UA connector: bulk reads or monitored items over asyncua."""

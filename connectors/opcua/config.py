@@ -1,0 +1,149 @@
+"""The YAML model of an OPC UA source, its security and its tags."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BeforeValidator, Field, PlainSerializer, field_validator, model_validator
+
+from connectors.opcua.nodeid import NodeRef, parse_node_id
+from gateway.schema import Duration, SourceBase, Strict, TagBase
+
+NodeId = Annotated[
+    NodeRef,
+    BeforeValidator(lambda v: v if isinstance(v, NodeRef) else parse_node_id(v)),
+    PlainSerializer(str),
+]
+
+Policy = Literal["None", "Basic256Sha256", "Aes128Sha256RsaOaep"]
+DEFAULT_PORT = 4840
+
+
+class OpcUaSecurity(Strict):
+    """Message security of the session and how the server's certificate is trusted.
+
+    Files default to an OPC UA style PKI under ``pki_dir``: ``own/`` (a client certificate
+    generated once when cert_file/key_file are not given), ``trusted/`` (server certificates
+    to trust, unless ``trust_dir`` says otherwise) and ``rejected/`` (where an untrusted server
+    certificate is saved so it can be reviewed and copied into the trusted directory).
+    """
+
+    policy: Policy = "None"
+    mode: Literal["Sign", "SignAndEncrypt"] = "SignAndEncrypt"
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    trust_dir: Path | None = None
+    pki_dir: Path = Path("./data/pki")
+    insecure: bool = False  # true: accept any server certificate (verification off, logged)
+    application_uri: str | None = None  # default: the URI in the client certificate
+
+    @model_validator(mode="after")
+    def _check(self) -> OpcUaSecurity:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("set both cert_file and key_file, or neither (one is generated)")
+        if self.policy == "None" and self.cert_file is not None:
+            raise ValueError("cert_file/key_file need a security policy, e.g. Basic256Sha256")
+        return self
+
+    @property
+    def secure(self) -> bool:
+        """True when messages are signed (and maybe encrypted)."""
+        return self.policy != "None"
+
+    @property
+    def trusted_dir(self) -> Path:
+        """Where trusted server certificates are."""
+        return self.trust_dir if self.trust_dir is not None else self.pki_dir / "trusted"
+
+    @property
+    def rejected_dir(self) -> Path:
+        """Where an untrusted server certificate is saved for review."""
+        return self.pki_dir / "rejected"
+
+
+class OpcUaTag(TagBase):
+    """One variable on an OPC UA server."""
+
+    node: NodeId
+    # Server-side deadband in subscription mode (the DataChangeFilter); default: absolute
+    # when ``deadband`` is set, the same rule the runtime applies to polled values.
+    deadband_type: Literal["absolute", "percent"] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> OpcUaTag:
+        if self.deadband_type == "percent" and not 0 < self.deadband <= 100:
+            raise ValueError(
+                "deadband_type percent needs deadband between 0 and 100 (% of EURange)"
+            )
+        return self
+
+
+class OpcUaSource(SourceBase):
+    """One OPC UA server session."""
+
+    protocol: Literal["opcua"]
+    url: str
+    security: OpcUaSecurity = OpcUaSecurity()
+    username: str | None = None
+    password: str | None = None
+    password_file: Path | None = None
+    subscribe: bool = True  # monitored items; false: poll with bulk reads every scan
+    sampling_interval: Duration | None = None  # default: each tag's scan
+    publishing_interval: Duration | None = None  # default: the fastest sampling interval
+    queue_size: int = Field(default=1, ge=1, le=10_000)
+    max_nodes_per_read: int = Field(default=500, ge=1, le=100_000)
+    watchdog: Duration = 5.0  # how often a subscribed session proves it is alive
+    timeout: Duration = 5.0  # per request
+    session_timeout: Duration = 60.0
+    tags: list[OpcUaTag] = Field(min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme != "opc.tcp" or not parts.hostname:
+            raise ValueError(f"{url!r}: use opc.tcp://HOST[:PORT]")
+        if parts.username or parts.password:
+            raise ValueError("no credentials in the url: use username and password (or ${VAR})")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as exc:
+            raise ValueError(f"{url!r}: {exc}") from exc
+        return url
+
+    @model_validator(mode="after")
+    def _secrets(self) -> OpcUaSource:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set password or password_file, not both")
+        if (self.password is not None or self.password_file is not None) and not self.username:
+            raise ValueError("a password needs a username")
+        return self
+
+    @property
+    def host(self) -> str:
+        """Server host name."""
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        """Server port (4840 unless given)."""
+        return urlsplit(self.url).port or DEFAULT_PORT
+
+    def secret(self) -> str | None:
+        """The password, read from password_file when that is how it is given."""
+        if self.password_file is not None:
+            return self.password_file.read_text().strip()
+        return self.password
+
+    def sampling_for(self, tag: TagBase) -> float:
+        """Seconds between the server's samples of a tag in subscription mode."""
+        return self.sampling_interval or tag.scan or self.scan
+
+    def publishing(self, tags: Sequence[OpcUaTag] | None = None) -> float:
+        """Seconds between the server's publish responses in subscription mode."""
+        if self.publishing_interval is not None:
+            return self.publishing_interval
+        return min(self.sampling_for(t) for t in (tags or self.tags))
