@@ -12,6 +12,7 @@ import sqlite3
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
+from urllib.parse import urlsplit
 
 from gateway import __version__
 from gateway.config import Config, load_config
@@ -167,6 +168,35 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_browse(args: argparse.Namespace) -> int:
+    """List a controller's or server's tags, or emit a ready-to-paste ``sources:`` entry."""
+    parts = urlsplit(args.url)
+    try:
+        if parts.scheme == "opc.tcp":
+            from connectors.opcua.browse import browse as browse_opcua
+
+            print(asyncio.run(browse_opcua(args.url, args.root, args.depth, args.yaml)))
+        elif parts.scheme == "logix" and parts.hostname:
+            from connectors.logix.browse import browse as browse_logix
+            from connectors.logix.config import DEFAULT_PORT
+
+            slot_text = parts.path.strip("/")
+            slot = int(slot_text) if slot_text else None
+            port = parts.port or DEFAULT_PORT
+            print(browse_logix(parts.hostname, port, slot, args.yaml))
+        else:
+            print("browse: use opc.tcp://HOST:PORT or logix://HOST[:PORT][/SLOT]", file=sys.stderr)
+            print(
+                "(for Modbus, whose devices hold no tag list, use `plantgate probe`)",
+                file=sys.stderr,
+            )
+            return 1
+    except (PlantgateError, ValueError) as exc:
+        print(f"browse: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -193,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opcua-port", type=int, default=4840)
     p.add_argument("--logix-port", type=int, default=44818)
     p.set_defaults(func=cmd_simulate)
+    p = sub.add_parser("browse", help="list an OPC UA server's or Logix controller's tags")
+    p.add_argument("url", help="opc.tcp://HOST:PORT or logix://HOST[:PORT][/SLOT]")
+    p.add_argument("--root", help="OPC UA: start below this node (default: Objects)")
+    p.add_argument("--depth", type=int, default=10, help="OPC UA: levels to walk")
+    p.add_argument("--yaml", action="store_true", help="print a ready-to-paste sources: entry")
+    p.set_defaults(func=cmd_browse)
     p = sub.add_parser("buffer", help="inspect the store-and-forward buffer")
     buffer_sub = p.add_subparsers(dest="buffer_command", required=True)
     p = buffer_sub.add_parser("stats", help="backlog per source, oldest unsent, size, drops")

@@ -30,6 +30,11 @@ def changed(old: Value, new: Value, deadband: float) -> bool:
     return old != new or type(old) is not type(new)
 
 
+def _client_deadband(tag: TagBase) -> float:
+    """A percent deadband is the server's job (OPC UA): here it would wrongly act as absolute."""
+    return 0.0 if getattr(tag, "deadband_type", None) == "percent" else tag.deadband
+
+
 class ExceptionReporter:
     """Remembers the last reported value of each tag of one source."""
 
@@ -45,7 +50,7 @@ class ExceptionReporter:
                 last is None
                 or tag.report == "always"
                 or sample.quality is not last.quality
-                or changed(last.value, sample.value, tag.deadband)
+                or changed(last.value, sample.value, _client_deadband(tag))
                 or (tag.heartbeat is not None and now - last.sent_at >= tag.heartbeat)
             )
             if due:

@@ -175,9 +175,16 @@ class SourceRunner:
             log.warning(
                 "%s: connection lost: %s; tags bad, retrying with backoff", self.source.name, reason
             )
-            self._report(
-                self.tags, [BAD_SAMPLE] * len(self.tags), now, wall_ms=time.time_ns() // 1_000_000
-            )
+            # A structure's members were published, not the structure: they are what go bad.
+            tags = [
+                member
+                for tag in self.tags
+                for member in (
+                    [m for name, m in self._members.items() if name.startswith(f"{tag.name}.")]
+                    or [tag]
+                )
+            ]
+            self._report(tags, [BAD_SAMPLE] * len(tags), now, wall_ms=time.time_ns() // 1_000_000)
         self.stats.state = "lost"
         self.stats.last_error = reason
 

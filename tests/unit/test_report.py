@@ -51,3 +51,11 @@ def test_always() -> None:
 def test_bool_never_uses_deadband_and_type_changes_count() -> None:
     assert run(tag(deadband=5), [(0, False, G), (1, True, G)]) == [True, True]
     assert run(tag(), [(0, 1, G), (1, 1.0, G), (2, True, G)]) == [True, True, True]
+
+
+def test_a_percent_deadband_is_left_to_the_server() -> None:
+    class PercentTag(TagBase):
+        deadband_type: str = "percent"
+
+    t = PercentTag.model_validate({"name": "t", "deadband": 5})
+    assert run(t, [(0, 10.0, G), (1, 10.1, G)]) == [True, True]  # the server already filtered

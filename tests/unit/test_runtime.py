@@ -187,6 +187,8 @@ async def test_subscription_pushes_changes_and_recovers_after_loss() -> None:
 
 class StructDevice(FakeDevice):
     async def read(self, tags: Sequence[TagBase]) -> list[Sample]:
+        if not self.up:
+            raise ConnectionLost("device is down")
         self.value += 1
         udt = {"speed": 1.5, "limits": {"high": 10, "low": self.value}, "name": "COLA"}
         return [Sample(udt), Sample(self.value)]
@@ -209,4 +211,27 @@ async def test_structures_are_published_as_their_members() -> None:
     assert [(r.tag, r.value) for r in batches[1].readings] == [
         ("recipe.limits.low", 2),
         ("count", 2),
+    ]
+
+
+async def test_a_lost_structure_marks_its_members_bad() -> None:
+    batches: list[Batch] = []
+    device = StructDevice()
+    t = tags({"name": "recipe"}, {"name": "count"})
+    runner = SourceRunner(source(), t, device, batches.append)
+    task = asyncio.create_task(runner.run())
+    try:
+        await async_wait_until(lambda: len(batches) >= 1)
+        device.up = False
+        await async_wait_until(lambda: runner.stats.state == "lost")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    bad = next(b for b in batches if b.readings[0].quality is Quality.BAD)
+    assert [r.tag for r in bad.readings] == [
+        "recipe.speed",
+        "recipe.limits.high",
+        "recipe.limits.low",
+        "recipe.name",
+        "count",
     ]
