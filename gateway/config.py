@@ -10,12 +10,12 @@ from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 
 from connectors import PROTOCOLS, SourceConfig
 from gateway.errors import ConfigError
-from gateway.schema import Duration, Name, Size, Strict
+from gateway.schema import Credentials, Duration, Name, Size, Strict
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 Loc = tuple[str | int, ...]
@@ -65,14 +65,11 @@ class SparkplugConfig(Strict):
     primary_host_id: str | None = None
 
 
-class MqttConfig(Strict):
+class MqttConfig(Credentials):
     """The one broker the gateway publishes to."""
 
     url: str = "mqtt://127.0.0.1:1883"
     client_id: str | None = None  # default: the gateway name
-    username: str | None = None
-    password: str | None = None
-    password_file: Path | None = None
     tls: TlsConfig = TlsConfig()
     format: Literal["json", "sparkplug"] = "json"
     topic_prefix: str = "plantgate"
@@ -118,12 +115,6 @@ class MqttConfig(Strict):
             raise ValueError("format 'sparkplug' is not available in this version yet; use json")
         return fmt
 
-    @model_validator(mode="after")
-    def _secrets(self) -> MqttConfig:
-        if self.password is not None and self.password_file is not None:
-            raise ValueError("set password or password_file, not both")
-        return self
-
     @property
     def host(self) -> str:
         """Broker host name."""
@@ -139,12 +130,6 @@ class MqttConfig(Strict):
     def use_tls(self) -> bool:
         """True for mqtts://."""
         return urlsplit(self.url).scheme == "mqtts"
-
-    def secret(self) -> str | None:
-        """The password, read from password_file when that is how it is given."""
-        if self.password_file is not None:
-            return self.password_file.read_text().strip()
-        return self.password
 
 
 class Config(Strict):

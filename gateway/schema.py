@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -102,3 +103,25 @@ class SourceBase(Strict):
     scan: Duration = 1.0
     connect_timeout: Duration = 5.0
     backoff_max: Duration = 30.0  # longest wait between reconnect attempts
+
+
+class Credentials(Strict):
+    """A user name and its password, given through ``${VAR}`` or read from ``password_file``."""
+
+    username: str | None = None
+    password: str | None = None
+    password_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> Credentials:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set password or password_file, not both")
+        if (self.password is not None or self.password_file is not None) and not self.username:
+            raise ValueError("a password needs a username")
+        return self
+
+    def secret(self) -> str | None:
+        """The password, read from password_file when that is how it is given."""
+        if self.password_file is not None:
+            return self.password_file.read_text().strip()
+        return self.password

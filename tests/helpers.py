@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,9 @@ from typing import Any
 import paho.mqtt.client as paho
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway.app import Gateway
+from gateway.config import Config
 
 
 def wait_until(
@@ -179,3 +183,19 @@ def gateway_config(
             }
         ],
     }
+
+
+@asynccontextmanager
+async def running(config: dict[str, Any] | Config) -> AsyncIterator[Gateway]:
+    """Run a gateway in this event loop; stop it cleanly (as SIGTERM would) on exit."""
+    import asyncio
+
+    gateway = Gateway(config if isinstance(config, Config) else Config.model_validate(config))
+    stop = asyncio.Event()
+    task = asyncio.create_task(gateway.run(stop))
+    await asyncio.wait_for(gateway.started.wait(), 10)
+    try:
+        yield gateway
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import BeforeValidator, Field, PlainSerializer, field_validator, model_validator
 
 from connectors.opcua.nodeid import NodeRef, parse_node_id
-from gateway.schema import Duration, SourceBase, Strict, TagBase
+from gateway.schema import Credentials, Duration, SourceBase, Strict, TagBase
 
 NodeId = Annotated[
     NodeRef,
@@ -81,15 +81,12 @@ class OpcUaTag(TagBase):
         return self
 
 
-class OpcUaSource(SourceBase):
+class OpcUaSource(SourceBase, Credentials):
     """One OPC UA server session."""
 
     protocol: Literal["opcua"]
     url: str
     security: OpcUaSecurity = OpcUaSecurity()
-    username: str | None = None
-    password: str | None = None
-    password_file: Path | None = None
     subscribe: bool = True  # monitored items; false: poll with bulk reads every scan
     sampling_interval: Duration | None = None  # default: each tag's scan
     publishing_interval: Duration | None = None  # default: the fastest sampling interval
@@ -114,14 +111,6 @@ class OpcUaSource(SourceBase):
             raise ValueError(f"{url!r}: {exc}") from exc
         return url
 
-    @model_validator(mode="after")
-    def _secrets(self) -> OpcUaSource:
-        if self.password is not None and self.password_file is not None:
-            raise ValueError("set password or password_file, not both")
-        if (self.password is not None or self.password_file is not None) and not self.username:
-            raise ValueError("a password needs a username")
-        return self
-
     @property
     def host(self) -> str:
         """Server host name."""
@@ -131,12 +120,6 @@ class OpcUaSource(SourceBase):
     def port(self) -> int:
         """Server port (4840 unless given)."""
         return urlsplit(self.url).port or DEFAULT_PORT
-
-    def secret(self) -> str | None:
-        """The password, read from password_file when that is how it is given."""
-        if self.password_file is not None:
-            return self.password_file.read_text().strip()
-        return self.password
 
     def sampling_for(self, tag: TagBase) -> float:
         """Seconds between the server's samples of a tag in subscription mode."""

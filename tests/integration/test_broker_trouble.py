@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import ipaddress
 import logging
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography import x509
@@ -19,25 +15,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from gateway.app import Gateway
-from gateway.config import Config
 from simulators.broker import Mosquitto, free_port
 from simulators.modbus import ModbusSimulator
-from tests.helpers import async_wait_until, gateway_config
+from tests.helpers import async_wait_until, gateway_config, running
 
 pytestmark = pytest.mark.integration
-
-
-@asynccontextmanager
-async def running(config: dict[str, Any]) -> AsyncIterator[Gateway]:
-    gateway = Gateway(Config.model_validate(config))
-    stop = asyncio.Event()
-    task = asyncio.create_task(gateway.run(stop))
-    await asyncio.wait_for(gateway.started.wait(), 10)
-    try:
-        yield gateway
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 20)
 
 
 async def offline_for_a_while(gateway: Gateway, retries: int = 3) -> str:

@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway.app import Gateway
-from gateway.config import Config
 from simulators.broker import Mosquitto, free_port
 from simulators.modbus import ModbusSimulator
 from simulators.plant import RECIPES
-from tests.helpers import Recorder, async_wait_until, gateway_config, seq_report
+from tests.helpers import Recorder, async_wait_until, gateway_config, running, seq_report
 
 pytestmark = pytest.mark.integration
-
-
-@asynccontextmanager
-async def running(config: dict[str, Any]) -> AsyncIterator[Gateway]:
-    """Run a gateway in this event loop; stop it cleanly (as SIGTERM would) on exit."""
-    gateway = Gateway(Config.model_validate(config))
-    stop = asyncio.Event()
-    task = asyncio.create_task(gateway.run(stop))
-    await asyncio.wait_for(gateway.started.wait(), 10)
-    try:
-        yield gateway
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 20)
 
 
 def recorder(broker: Mosquitto, topic: str = "t/line/#", **kw: Any) -> Recorder:

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway.app import Gateway
 from gateway.config import Config
 from simulators.broker import Mosquitto, free_port
 from simulators.logix import LogixSimulator
 from simulators.plant import snapshot
-from tests.helpers import Recorder, async_wait_until, seq_report
+from tests.helpers import Recorder, async_wait_until, running, seq_report
 
 pytestmark = pytest.mark.integration
 
@@ -49,20 +46,6 @@ def config(tmp: Path, broker_port: int, plc_port: int, tags: list[dict[str, Any]
             ],
         }
     )
-
-
-@asynccontextmanager
-async def running(cfg: Config) -> AsyncIterator[Gateway]:
-    """Run a gateway in this event loop; stop it cleanly (as SIGTERM would) on exit."""
-    gateway = Gateway(cfg)
-    stop = asyncio.Event()
-    task = asyncio.create_task(gateway.run(stop))
-    await asyncio.wait_for(gateway.started.wait(), 10)
-    try:
-        yield gateway
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 20)
 
 
 async def until(cond: Callable[[], bool], what: str) -> None:

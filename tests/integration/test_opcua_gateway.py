@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway.app import Gateway
-from gateway.config import Config
 from simulators.broker import Mosquitto, free_port
 from simulators.opcua import OpcUaSimulator, nsu
 from simulators.plant import RECIPES, STATES
-from tests.helpers import Recorder, async_wait_until, seq_report
+from tests.helpers import Recorder, async_wait_until, running, seq_report
 
 pytestmark = pytest.mark.integration
 
@@ -36,20 +31,6 @@ TAGS: dict[str, tuple[str, type]] = {
     "heartbeat": ("Filler.Heartbeat", int),
     "trim": ("Utilities.Trim", int),
 }
-
-
-@asynccontextmanager
-async def running(config: dict[str, Any]) -> AsyncIterator[Gateway]:
-    """Run a gateway in this event loop; stop it cleanly (as SIGTERM would) on exit."""
-    gateway = Gateway(Config.model_validate(config))
-    stop = asyncio.Event()
-    task = asyncio.create_task(gateway.run(stop))
-    await asyncio.wait_for(gateway.started.wait(), 10)
-    try:
-        yield gateway
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 20)
 
 
 def opcua_source(name: str, endpoint: str, subscribe: bool) -> dict[str, Any]:

@@ -102,11 +102,18 @@ def test_missing_env_var_is_named_with_its_line(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
     text = GOOD.replace(
         "  url: mqtt://127.0.0.1:1883\n",
-        "  url: mqtt://127.0.0.1:1883\n  password: ${NOT_SET_ANYWHERE}\n",
+        "  url: mqtt://127.0.0.1:1883\n  username: edge\n  password: ${NOT_SET_ANYWHERE}\n",
     )
     assert problems(text) == [
-        "mqtt.password: environment variable NOT_SET_ANYWHERE is not set (c.yaml:5)"
+        "mqtt.password: environment variable NOT_SET_ANYWHERE is not set (c.yaml:6)"
     ]
+
+
+def test_a_password_needs_a_username() -> None:
+    text = GOOD.replace(
+        "  url: mqtt://127.0.0.1:1883\n", "  url: mqtt://127.0.0.1:1883\n  password: x\n"
+    )
+    assert problems(text) == ["mqtt: a password needs a username (c.yaml:3)"]
 
 
 def test_password_file(tmp_path: Path) -> None:
@@ -114,7 +121,7 @@ def test_password_file(tmp_path: Path) -> None:
     secret.write_text("from-file\n")
     text = GOOD.replace(
         "  url: mqtt://127.0.0.1:1883\n",
-        f"  url: mqtt://127.0.0.1:1883\n  password_file: {secret}\n",
+        f"  url: mqtt://127.0.0.1:1883\n  username: edge\n  password_file: {secret}\n",
     )
     assert parse_config(text).mqtt.secret() == "from-file"
 
