@@ -50,30 +50,19 @@ def peak_rss_mib() -> float:
 
 
 @contextlib.contextmanager
-def simulator_process(modbus_port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """``plantgate simulate`` in its own process, so its CPU is not counted as ours."""
-    opcua, logix = free_port(), free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "simulate",
-            f"--modbus-port={modbus_port}",
-            f"--opcua-port={opcua}",
-            f"--logix-port={logix}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def serving(argv: list[str], port: int, timeout: float = 60) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process (a simulator), up once ``port`` accepts; SIGTERM at the end.
+
+    Its own process, so its CPU is never counted as the gateway's.
+    """
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", modbus_port), 0.2),
-            ):
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
                 break
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(f"{' '.join(argv)} did not listen on port {port}")
             time.sleep(0.1)
         yield proc
     finally:
@@ -82,6 +71,14 @@ def simulator_process(modbus_port: int) -> Iterator[subprocess.Popen[bytes]]:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def simulator_process(
+    modbus_port: int,
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    """``plantgate simulate`` with its Modbus server on ``modbus_port``."""
+    ports = f"--modbus-port={modbus_port} --opcua-port={free_port()} --logix-port={free_port()}"
+    return serving([sys.executable, "-m", "gateway", "simulate", *ports.split()], modbus_port)
 
 
 def free_port() -> int:

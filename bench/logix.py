@@ -12,16 +12,13 @@ import asyncio
 import contextlib
 import logging
 import signal
-import socket
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from pycomm3 import LogixDriver
 
-from bench.common import CpuClock, free_port, peak_rss_mib, percentile, table
+from bench.common import CpuClock, free_port, peak_rss_mib, percentile, serving, table
 from connectors.logix.config import LogixSource
 from connectors.logix.connector import LogixConnector
 from gateway.models import Batch
@@ -60,26 +57,13 @@ async def serve(port: int, count: int) -> None:
     await sim.stop()
 
 
-@contextlib.contextmanager
-def simulator(port: int, count: int) -> Iterator[None]:
+def simulator(port: int, count: int) -> contextlib.AbstractContextManager[Any]:
     """The simulator in its own process, so its CPU is not counted as ours."""
-    proc = subprocess.Popen(
+    return serving(
         [sys.executable, "-m", "bench.logix", "--serve", str(port), "--tags", str(count)],
-        stdout=subprocess.DEVNULL,
+        port,
+        timeout=120,
     )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            time.sleep(0.1)
-        yield
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 class CountingDriver(LogixDriver):

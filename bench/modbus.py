@@ -73,15 +73,14 @@ async def gateway_scans(source: ModbusSource, scans: int) -> dict[str, Any]:
     durations: list[float] = []
     runner = SourceRunner(source, source.tags, connector, batches.append)
     read = connector.read
-    enough = asyncio.Event()
+    enough, warmed_up = asyncio.Event(), asyncio.Event()
 
     async def timed_read(tags: Any) -> Any:
         t0 = time.perf_counter()
         samples = await read(tags)
-        durations.append(time.perf_counter() - t0)
-        if len(durations) == 1:
-            durations.clear()  # the first scan builds the request plan and decoders: not a scan
-            return samples
+        if warmed_up.is_set():
+            durations.append(time.perf_counter() - t0)
+        warmed_up.set()  # the first scan builds the request plan and decoders: not counted
         if len(durations) >= scans:
             enough.set()
         return samples

@@ -20,17 +20,15 @@ import asyncio
 import contextlib
 import logging
 import signal
-import socket
-import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
 from asyncua import ua
 from asyncua.client.client import Client
 
-from bench.common import CpuClock, free_port, percentile, table
+from bench.common import CpuClock, free_port, percentile, serving, table
 from connectors.opcua.config import OpcUaSource
 from connectors.opcua.connector import OpcUaConnector, chunks, read_request
 from connectors.opcua.resolve import resolve
@@ -60,29 +58,13 @@ async def serve(port: int, count: int) -> None:
     await sim.stop()
 
 
-@contextlib.contextmanager
-def simulator(port: int, count: int) -> Iterator[None]:
+def simulator(port: int, count: int) -> contextlib.AbstractContextManager[Any]:
     """The simulator in its own process, so its CPU is not counted as ours."""
-    proc = subprocess.Popen(
+    return serving(
         [sys.executable, "-m", "bench.opcua", "--serve", str(port), "--sizes", str(count)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        port,
+        timeout=120,
     )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            time.sleep(0.2)
-        else:
-            raise SystemExit("the OPC UA simulator did not start")
-        yield
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def rss_mib() -> float:
