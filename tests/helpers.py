@@ -52,6 +52,7 @@ class Message:
     topic: str
     body: Any
     retain: bool
+    at: float = 0.0  # epoch ms when it arrived
 
 
 @dataclass
@@ -96,7 +97,7 @@ class Recorder:
         except ValueError:
             body = msg.payload
         with self.lock:
-            self.messages.append(Message(msg.topic, body, bool(msg.retain)))
+            self.messages.append(Message(msg.topic, body, bool(msg.retain), time.time() * 1000))
 
     def snapshot(self) -> list[Message]:
         """A copy of the messages so far."""
@@ -119,7 +120,9 @@ class Recorder:
             elif "seq" in m.body:
                 src, tag = m.topic.rsplit("/", 2)[-2:]
                 if source in (None, src):
-                    out.append({**m.body, "tag": tag, "source": src, "retained": m.retain})
+                    out.append(
+                        {**m.body, "tag": tag, "source": src, "retained": m.retain, "at": m.at}
+                    )
         return out
 
 

@@ -239,3 +239,28 @@ async def test_dropped_connection_raises_connection_lost(modbus_sim: ModbusSimul
     with pytest.raises(ConnectionLost):
         await read_until_it_fails()
     await conn.close()
+
+
+async def test_a_thousand_scattered_tags_make_the_expected_requests(
+    modbus_sim: ModbusSimulator,
+) -> None:
+    # 1,000 tags in 40 clusters of 25, each cluster 300 registers from the next, mixed types
+    # (holding and input, two unit ids): counted at the server, one request per cluster.
+    tags = []
+    for cluster in range(40):
+        table = "holding" if cluster % 2 == 0 else "input"
+        base = 1000 + cluster * 300
+        for i in range(25):
+            spec: dict[str, Any] = {"name": f"c{cluster}_{i}", "address": f"{table}:{base + 2 * i}"}
+            spec["type"] = "float32" if i % 2 else "int32"
+            if cluster >= 20:
+                spec["unit_id"] = 2
+            tags.append(spec)
+    src = source(modbus_sim.port, tags)
+    conn = ModbusConnector(src)
+    await conn.connect()
+    before = modbus_sim.requests
+    samples = await conn.read(src.tags)
+    await conn.close()
+    assert modbus_sim.requests - before == 40
+    assert all(s.quality is Quality.GOOD for s in samples)
