@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pycomm3 import CommError, LogixDriver
+from pycomm3.logix_driver import _tag_return_size
+from pycomm3.packets.logix import ReadTagFragmentedRequestPacket
 
 from connectors.logix.config import LogixSource, LogixTag
 from connectors.logix.resolve import Resolved, TagTable, bad_sample, dimensions, plain_value
@@ -27,6 +29,9 @@ T = TypeVar("T")
 # Within this many bytes of the connection size a lone read is paired with a small tag, which
 # sends it down pycomm3's multi-request path, where it is sized (and fragmented) correctly.
 LONE_READ_MARGIN = 64
+# Connection bytes around a Read Tag reply's data: sequence count (2), reply header (4) and
+# data type (2, or 4 with a structure's handle).
+READ_REPLY_OVERHEAD = 10
 MAX_NAMES_LOGGED = 10
 MAX_PLANS = 64
 
@@ -48,6 +53,20 @@ class _Driver(LogixDriver):
     def _send(self, message: bytes) -> Any:
         self.packets += 1
         return super()._send(message)  # type: ignore[no-untyped-call]
+
+    def _read_build_single_request(self, parsed_tag: dict[str, Any]) -> Any:
+        # A Micro800 gets every read as a lone Read Tag (pycomm3 sends it no Multiple Service
+        # Packets), so pairing with a small tag (LONE_READ_MARGIN) cannot help there: size the
+        # lone read here, with its reply header, and fragment a reply that would not fit.
+        request = super()._read_build_single_request(parsed_tag)  # type: ignore[no-untyped-call]
+        if (
+            request is not None
+            and not isinstance(request, ReadTagFragmentedRequestPacket)
+            and _tag_return_size(parsed_tag) + READ_REPLY_OVERHEAD  # type: ignore[no-untyped-call]
+            > self.connection_size
+        ):
+            request = ReadTagFragmentedRequestPacket.from_request(self._sequence, request)
+        return request
 
     def abandon(self) -> None:
         """Close only the socket: the controller drops the CIP connection when it times out."""
