@@ -74,13 +74,16 @@ async def gateway_scans(source: ModbusSource, scans: int) -> dict[str, Any]:
     runner = SourceRunner(source, source.tags, connector, batches.append)
     read = connector.read
     enough, warmed_up = asyncio.Event(), asyncio.Event()
+    requests_at_warm_up: list[int] = []
 
     async def timed_read(tags: Any) -> Any:
         t0 = time.perf_counter()
         samples = await read(tags)
         if warmed_up.is_set():
             durations.append(time.perf_counter() - t0)
-        warmed_up.set()  # the first scan builds the request plan and decoders: not counted
+        else:  # the first scan builds the request plan and decoders: not counted
+            warmed_up.set()
+            requests_at_warm_up.append(connector.requests_sent)
         if len(durations) >= scans:
             enough.set()
         return samples
@@ -96,7 +99,7 @@ async def gateway_scans(source: ModbusSource, scans: int) -> dict[str, Any]:
     readings = sum(len(b.readings) for b in batches)
     return {
         "durations": durations,
-        "requests": connector.requests_sent / max(1, len(durations)),
+        "requests": (connector.requests_sent - requests_at_warm_up[0]) / max(1, len(durations)),
         "readings": readings,
         "wall": clock.wall,
         "cpu_percent": clock.percent,
