@@ -200,7 +200,7 @@ def bare_paho(work: Path, tags: int, layout: str, seconds: float = 10) -> float:
     broker = Mosquitto(work / f"bare-{layout}", persistence=False)
     broker.start()
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bare")
-    client.max_inflight_messages_set(1000)
+    client.max_inflight_messages_set(0)  # paho's own limit walks every message per PUBACK
     client.connect("127.0.0.1", broker.port)
     client.loop_start()
     reading = {"value": 12345, "quality": "good", "ts": int(time.time() * 1000), "seq": 1}
@@ -216,7 +216,7 @@ def bare_paho(work: Path, tags: int, layout: str, seconds: float = 10) -> float:
                 infos = [client.publish(t, p, qos=1) for t, p in per_tag]
             else:
                 infos = [client.publish(f"{PREFIX}/press1", batch, qos=1)]
-            for info in infos:
+            for info in infos:  # the same window as the gateway's: one scan's messages at a time
                 info.wait_for_publish(30)
             sent += tags
         return sent / (time.monotonic() - t0)
