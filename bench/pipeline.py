@@ -179,7 +179,12 @@ def run_case(
         result["rss"] = proc_peak_rss_mib(gw.pid)
     finally:
         gw.terminate()
-        gw.wait(60)
+        try:
+            gw.wait(60)
+        except subprocess.TimeoutExpired:
+            print(f"gateway did not stop within 60 s; see {case / 'gateway.log'}", file=sys.stderr)
+            gw.kill()
+            gw.wait()
         time.sleep(1)
         committed = last_seq(case / "buffer.db")
         deadline = time.monotonic() + 30
