@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import resource
@@ -12,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -107,3 +109,19 @@ def table(title: str, rows: Sequence[tuple[str, ...]]) -> str:
 def cpu_count() -> int:
     """Cores this process may use."""
     return len(os.sched_getaffinity(0))
+
+
+class Simulator(Protocol):
+    """What the benchmarks need of a simulator."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+async def serve_until_sigterm(sim: Simulator) -> None:
+    """Run a simulator in this process until SIGTERM (the benchmark's server process)."""
+    await sim.start()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await sim.stop()

@@ -11,14 +11,21 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 import time
 from typing import Any
 
 from pycomm3 import LogixDriver
 
-from bench.common import CpuClock, free_port, peak_rss_mib, percentile, serving, table
+from bench.common import (
+    CpuClock,
+    free_port,
+    peak_rss_mib,
+    percentile,
+    serve_until_sigterm,
+    serving,
+    table,
+)
 from connectors.logix.config import LogixSource
 from connectors.logix.connector import LogixConnector
 from gateway.models import Batch
@@ -49,12 +56,7 @@ def database(count: int) -> TagDatabase:
 
 async def serve(port: int, count: int) -> None:
     """Serve the benchmark database until SIGTERM (run in the simulator's own process)."""
-    sim = LogixSimulator("127.0.0.1", port, database=database(count))
-    await sim.start()
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await stop.wait()
-    await sim.stop()
+    await serve_until_sigterm(LogixSimulator("127.0.0.1", port, database=database(count)))
 
 
 def simulator(port: int, count: int) -> contextlib.AbstractContextManager[Any]:

@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -28,7 +27,7 @@ from typing import Any, cast
 from asyncua import ua
 from asyncua.client.client import Client
 
-from bench.common import CpuClock, free_port, percentile, serving, table
+from bench.common import CpuClock, free_port, percentile, serve_until_sigterm, serving, table
 from connectors.opcua.config import OpcUaSource
 from connectors.opcua.connector import OpcUaConnector, chunks, read_request
 from connectors.opcua.resolve import resolve
@@ -50,12 +49,7 @@ SCAN = 0.25  # poll: scan interval
 
 async def serve(port: int, count: int) -> None:
     """Serve ``count`` bulk variables until SIGTERM (in the simulator's own process)."""
-    sim = OpcUaSimulator(port=port, interval=tick(count), bulk_variables=count)
-    await sim.start()
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await stop.wait()
-    await sim.stop()
+    await serve_until_sigterm(OpcUaSimulator(port=port, interval=tick(count), bulk_variables=count))
 
 
 def simulator(port: int, count: int) -> contextlib.AbstractContextManager[Any]:

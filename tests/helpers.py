@@ -104,6 +104,11 @@ class Recorder:
         with self.lock:
             return list(self.messages)
 
+    def complete_to(self, seq: int, source: str | None = None) -> bool:
+        """True once every reading up to ``seq`` arrived, with no gap after the first."""
+        report = seq_report(self.readings(source))
+        return report["last"] >= seq and report["missing"] == 0
+
     def readings(self, source: str | None = None) -> list[dict[str, Any]]:
         """Every reading received (per_tag and per_batch layouts), with its tag name."""
         out = []

@@ -99,12 +99,7 @@ async def test_replay_is_paced_while_live_values_go_first(
         mosquitto.start()
         await async_wait_until(lambda: gateway.publisher.stats.replayed > 0, 30)
         started, target = time.monotonic(), gateway.runners[0].seq
-
-        def drained() -> bool:
-            report = seq_report(rec.readings())
-            return report["last"] >= target and report["missing"] == 0
-
-        await async_wait_until(drained, 60, "the drain")
+        await async_wait_until(lambda: rec.complete_to(target), 60, "the drain")
         drained_in = time.monotonic() - started
     finally:
         stop.set()
@@ -180,12 +175,7 @@ async def test_a_30_second_outage_at_1000_readings_per_second(
         mosquitto.start()
         await async_wait_until(lambda: gateway.publisher.stats.replayed > 0, 30)
         started, target = time.monotonic(), gateway.runners[0].seq
-
-        def drained() -> bool:
-            report = seq_report(rec.readings())
-            return report["last"] >= target and report["missing"] == 0
-
-        await async_wait_until(drained, 90, "the drain")
+        await async_wait_until(lambda: rec.complete_to(target), 90, "the drain")
         drained_in = time.monotonic() - started
         replayed = gateway.publisher.stats.replayed
     rec.stop()
