@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,23 @@ class GatewayProcess:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(30)
 
+    def wait_gap_free(self, rec: Recorder, until: Callable[[], bool], timeout: float) -> None:
+        """Wait for ``until`` and no gap in seq; on failure say which seqs and show the log."""
+        try:
+            wait_until(
+                lambda: until() and seq_report(rec.readings("press1"))["missing"] == 0, timeout
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; {missing_seqs(rec)}\n{self.log.read_text()}") from None
+
+    def __enter__(self) -> GatewayProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill()
+
 
 def missing_seqs(rec: Recorder) -> str:
     """Which seqs are missing, for the failure message."""
@@ -68,25 +86,19 @@ def test_broker_outage_loses_nothing(
         modbus_sim_thread.port,
         replay={"order": "live_first", "max_rate": 2000},
     )
-    gateway = GatewayProcess(write_config(tmp_path / "gw.yaml", cfg), tmp_path / "gateway.log")
+    config = write_config(tmp_path / "gw.yaml", cfg)
     rec = Recorder(mosquitto.port, "t/line/press1/#", client_id="historian").start()
-    gateway.start()
     try:
-        wait_until(lambda: last_seq(rec) >= 40, 20, "readings before the outage")
-        mosquitto.stop()
-        outage_started = last_seq(rec)
-        time.sleep(4)  # the outage itself: scans go on into the buffer meanwhile
-        mosquitto.start()
-        # After the restart the backlog drains and live values flow again.
-        wait_until(lambda: last_seq(rec) >= outage_started + 150, 40, "readings after the outage")
-        try:
-            wait_until(lambda: seq_report(rec.readings("press1"))["missing"] == 0, 30, "the drain")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; {missing_seqs(rec)}\n{gateway.log.read_text()}") from None
-        assert gateway.terminate() == 0
+        with GatewayProcess(config, tmp_path / "gateway.log") as gateway:
+            wait_until(lambda: last_seq(rec) >= 40, 20, "readings before the outage")
+            mosquitto.stop()
+            outage_started = last_seq(rec)
+            time.sleep(4)  # the outage itself: scans go on into the buffer meanwhile
+            mosquitto.start()
+            # After the restart the backlog drains and live values flow again.
+            gateway.wait_gap_free(rec, lambda: last_seq(rec) >= outage_started + 150, 60)
+            assert gateway.terminate() == 0
     finally:
-        if gateway.proc and gateway.proc.poll() is None:
-            gateway.kill()
         rec.stop()
     readings = rec.readings("press1")
     report = seq_report(readings)
@@ -102,22 +114,21 @@ def test_sigkill_loses_nothing(
     tmp_path: Path, mosquitto: Mosquitto, modbus_sim_thread: ModbusSimulator
 ) -> None:
     cfg = gateway_config(tmp_path, mosquitto.port, modbus_sim_thread.port)
-    gateway = GatewayProcess(write_config(tmp_path / "gw.yaml", cfg), tmp_path / "gateway.log")
+    config = write_config(tmp_path / "gw.yaml", cfg)
     rec = Recorder(mosquitto.port, "t/line/press1/#", client_id="historian").start()
-    gateway.start()
     try:
-        for round_ in range(3):
+        with GatewayProcess(config, tmp_path / "gateway.log") as gateway:
+            for round_ in range(3):
+                target = last_seq(rec) + 60
+                wait_until(
+                    lambda t=target: last_seq(rec) >= t, 30, f"readings before kill {round_}"
+                )
+                gateway.kill()
+                gateway.start()
             target = last_seq(rec) + 60
-            wait_until(lambda t=target: last_seq(rec) >= t, 30, f"readings before kill {round_}")
-            gateway.kill()
-            gateway.start()
-        target = last_seq(rec) + 60
-        wait_until(lambda: last_seq(rec) >= target, 30, "readings after the last restart")
-        wait_until(lambda: seq_report(rec.readings("press1"))["missing"] == 0, 20, "no gaps")
-        assert gateway.terminate() == 0
+            gateway.wait_gap_free(rec, lambda: last_seq(rec) >= target, 50)
+            assert gateway.terminate() == 0
     finally:
-        if gateway.proc and gateway.proc.poll() is None:
-            gateway.kill()
         rec.stop()
     report = seq_report(rec.readings("press1"))
     print(f"SIGKILL x3: {report}")
