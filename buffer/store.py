@@ -17,7 +17,7 @@ import aiosqlite
 
 from buffer.codec import pack, unpack
 from gateway.errors import StoreError
-from gateway.models import Batch, Reading
+from gateway.models import Batch, Reading, epoch_ms
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +187,7 @@ class Buffer:
         self._closing = True
         self._wake.set()
         if self._writer is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(self._writer)
+            await asyncio.wait({self._writer})  # shielded: the writer finishes its commit
             self._writer = None
         await self._close_connections()
 
@@ -225,20 +224,27 @@ class Buffer:
         ``max_readings`` readings (at least one batch): only what will be sent is decoded."""
         reader = self._require(self._reader)
         last = up_to if up_to is not None else 2**63 - 1
-        async with reader.execute(
-            "SELECT id, count FROM batches WHERE id > ? AND id <= ? ORDER BY id LIMIT 1000",
-            (after, last),
-        ) as cur:
-            index = await cur.fetchall()
         chosen: list[int] = []
-        total = 0
-        for id_, count in index:
-            if id_ in self._released:
-                continue
-            if chosen and total + count > max_readings:
+        total, cursor, full = 0, after, False
+        while not full:
+            # Only ids and counts first: payloads are read for the chosen rows alone. Rows
+            # released but not yet deleted are skipped without ending the look.
+            async with reader.execute(
+                "SELECT id, count FROM batches WHERE id > ? AND id <= ? ORDER BY id LIMIT 1000",
+                (cursor, last),
+            ) as cur:
+                index = list(await cur.fetchall())
+            for id_, count in index:
+                if id_ in self._released:
+                    continue
+                if chosen and total + count > max_readings:
+                    full = True
+                    break
+                chosen.append(id_)
+                total += count
+            if len(index) < 1000:
                 break
-            chosen.append(id_)
-            total += count
+            cursor = index[-1][0]
         if not chosen:
             return []
         async with reader.execute(
@@ -275,10 +281,15 @@ class Buffer:
         assert row is not None
         return int(row[0]), int(row[1]), row[2]
 
-    async def wait_committed(self) -> None:
-        """Wait until the next commit of new batches."""
-        self._committed.clear()
-        await self._committed.wait()
+    async def wait_committed(self, seen: int) -> None:
+        """Wait until more than ``seen`` batches were committed (``stats.batches_added``).
+
+        Taking the count before reading the buffer means a commit landing in between is never
+        missed (clearing an event at wait time would lose it).
+        """
+        while self.stats.batches_added <= seen:
+            self._committed.clear()
+            await self._committed.wait()
 
     @property
     def queued(self) -> int:
@@ -316,7 +327,7 @@ class Buffer:
         batches = list(islice(self._pending, self._chunk))
         releases = self._releases
         self._releases = []
-        now_ms = time.time_ns() // 1_000_000
+        now_ms = epoch_ms()
         rows = [
             (b.source, b.ts, now_ms, b.first_seq, len(b.readings), pack(b.readings))
             for b in batches

@@ -16,6 +16,7 @@ from connectors import connector_for
 from gateway import __version__
 from gateway.config import Config
 from gateway.health import health_path, write_health
+from gateway.models import epoch_ms
 from gateway.publisher import Publisher
 from gateway.runtime import SourceRunner
 
@@ -125,7 +126,7 @@ class Gateway:
         buffered, pub = self.buffer.stats, self.publisher.stats
         dropped = buffered.dropped
         return {
-            "ts": time.time_ns() // 1_000_000,
+            "ts": epoch_ms(),
             "gateway": self.config.gateway.name,
             "readings": {
                 "polled": sum(r.stats.readings for r in self.runners),

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 # What a tag value can be once decoded: JSON-friendly on purpose.
 Value = bool | int | float | str | None | list["Value"] | dict[str, "Value"]
+
+
+def epoch_ms() -> int:
+    """Now, in milliseconds since the epoch: the unit of every timestamp in the contract."""
+    return time.time_ns() // 1_000_000
 
 
 class Quality(StrEnum):

@@ -121,8 +121,7 @@ class MqttLink:
         """Drop the connection without ceremony; never raises."""
         if self._misc is not None:
             self._misc.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._misc
+            await asyncio.wait({self._misc})  # never swallows a cancellation of our own
             self._misc = None
         if self._sock is not None:
             self._unwatch(self._sock)

@@ -16,6 +16,7 @@ from gateway.backoff import backoff
 from gateway.config import Config
 from gateway.encode import per_batch, per_tag
 from gateway.errors import BrokerError
+from gateway.models import epoch_ms
 from gateway.mqtt import MqttLink
 
 log = logging.getLogger(__name__)
@@ -53,9 +54,8 @@ class Pacer:
         now = time.monotonic()
         self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        need = min(
-            readings, self.rate
-        )  # a batch larger than a second's worth goes when the bucket is full
+        # A batch larger than a second's worth goes when the bucket is full.
+        need = min(readings, self.rate)
         if self.tokens >= need:
             self.tokens -= readings
             return 0.0
@@ -174,11 +174,7 @@ class Publisher:
         self._inflight_readings = 0
 
     def _status(self, state: str) -> bytes:
-        body = {
-            "state": state,
-            "ts": time.time_ns() // 1_000_000,
-            "gateway": self.config.gateway.name,
-        }
+        body = {"state": state, "ts": epoch_ms(), "gateway": self.config.gateway.name}
         body["version"] = __version__
         return json.dumps(body, separators=(",", ":")).encode()
 
@@ -201,6 +197,7 @@ class Publisher:
             if link.closed.done():
                 raise BrokerError(f"connection closed: {link.closed.result()}")
             pause = 1.0
+            committed = self.buffer.stats.batches_added  # before reading: no commit is missed
             if self._window_open_for_more():
                 budget = MAX_INFLIGHT_READINGS - self._inflight_readings
                 last, pause = await self._send_all(
@@ -215,7 +212,7 @@ class Publisher:
                 if last is not None:
                     await asyncio.sleep(0)  # acks and scans run between bursts
                     continue
-            await self._wait_for_work(link, pause)
+            await self._wait_for_work(link, pause, committed)
 
     async def _send_all(
         self, link: MqttLink, batches: list[StoredBatch], boundary: int, pacer: Pacer
@@ -235,10 +232,10 @@ class Publisher:
             last = batch.id
         return last, 1.0
 
-    async def _wait_for_work(self, link: MqttLink, timeout: float) -> None:
+    async def _wait_for_work(self, link: MqttLink, timeout: float, committed: int) -> None:
         self._window_open.clear()
         waits: list[asyncio.Future[Any]] = [
-            asyncio.ensure_future(self.buffer.wait_committed()),
+            asyncio.ensure_future(self.buffer.wait_committed(committed)),
             asyncio.ensure_future(self._window_open.wait()),
         ]
         try:

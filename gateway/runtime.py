@@ -7,13 +7,13 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 from connectors.base import Connector, Subscriber
 from gateway.backoff import backoff
 from gateway.errors import ConnectionLost
-from gateway.models import BAD_SAMPLE, Batch, Reading, Sample
+from gateway.models import BAD_SAMPLE, Batch, Reading, Sample, epoch_ms
 from gateway.report import ExceptionReporter
 from gateway.schema import SourceBase, TagBase
 
@@ -40,7 +40,6 @@ class SourceStats:
     connects: int = 0
     last_error: str | None = None
     last_scan_ms: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def scan_groups(source: SourceBase, tags: Sequence[TagBase]) -> list[ScanGroup]:
@@ -140,7 +139,7 @@ class SourceRunner:
         if tags:
             self.stats.scans += 1
             loop_time = asyncio.get_running_loop().time()
-            self._report(tags, samples, loop_time, time.time_ns() // 1_000_000)
+            self._report(tags, samples, loop_time, epoch_ms())
 
     async def _offer_latest(self, loop: asyncio.AbstractEventLoop) -> None:
         next_tick = loop.time() + self.source.scan
@@ -152,7 +151,7 @@ class SourceRunner:
                 tags = [self.tags[i] for i in indices]
                 samples = [self._latest[i] for i in indices]
                 # The device's own timestamp stays: an unchanged value keeps the time it was read.
-                self._report(tags, samples, loop.time(), time.time_ns() // 1_000_000)
+                self._report(tags, samples, loop.time(), epoch_ms())
 
     async def _connect(self, now: float) -> None:
         try:
@@ -184,13 +183,13 @@ class SourceRunner:
                     or [tag]
                 )
             ]
-            self._report(tags, [BAD_SAMPLE] * len(tags), now, wall_ms=time.time_ns() // 1_000_000)
+            self._report(tags, [BAD_SAMPLE] * len(tags), now, wall_ms=epoch_ms())
         self.stats.state = "lost"
         self.stats.last_error = reason
 
     async def _scan(self, due: list[ScanGroup], tick: float) -> None:
         tags = due[0].tags if len(due) == 1 else self._combined(due)
-        wall_ms = time.time_ns() // 1_000_000
+        wall_ms = epoch_ms()
         started = time.perf_counter()
         try:
             samples = await self.connector.read(tags)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from typing import Any, TextIO
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.config import MqttConfig
+from gateway.models import epoch_ms
 
 
 def describe(topic: str, payload: bytes, now_ms: int) -> str:
@@ -53,7 +53,7 @@ def tail(
     def on_message(c: paho.Client, u: Any, msg: paho.MQTTMessage) -> None:
         nonlocal seen
         print(
-            describe(msg.topic, bytes(msg.payload), time.time_ns() // 1_000_000),
+            describe(msg.topic, bytes(msg.payload), epoch_ms()),
             file=out,
             flush=True,
         )

@@ -5,6 +5,7 @@ One contract suite, run against every buffer configuration (durability normal an
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -203,3 +204,30 @@ def test_the_payload_is_the_per_batch_readings_array() -> None:
         {"tag": "profile", "value": [1.0, None], "quality": "uncertain", "ts": 1002, "seq": 9},
     ]
     assert [r.seq for r in unpack(payload)] == [7, 8, 9]
+
+
+async def test_take_looks_past_released_rows_not_yet_deleted(
+    tmp_path: Path, durability: str
+) -> None:
+    buf = Buffer(tmp_path / "b.db", durability=durability)
+    await buf.open()
+    for i in range(1500):
+        buf.add(batch("s", 1 + 3 * i))
+    await committed(buf, 1500)
+    for batch_id in range(1, 1201):  # acknowledged, the deletes not committed yet
+        buf._released.add(batch_id)
+    assert [b.id for b in await buf.take(0, 6)] == [1201, 1202]
+    assert [b.id for b in await buf.take(0, 10, up_to=1200)] == []
+    await buf.close()
+
+
+async def test_a_commit_between_a_read_and_the_wait_is_not_missed(
+    tmp_path: Path, durability: str
+) -> None:
+    buf = Buffer(tmp_path / "b.db", durability=durability)
+    await buf.open()
+    seen = buf.stats.batches_added
+    buf.add(batch("s", 1))
+    await committed(buf, 1)  # the commit lands before the publisher starts waiting
+    await asyncio.wait_for(buf.wait_committed(seen), 1)  # returns at once: nothing lost
+    await buf.close()
