@@ -64,13 +64,17 @@ class ModbusTag(TagBase):
             raise ValueError("length only applies to type string")
         if self.scale is not None and (self.multiplier is not None or self.offset is not None):
             raise ValueError("use either scale or multiplier/offset, not both")
-        scaled = self.scale is not None or self.multiplier is not None or self.offset is not None
-        if scaled and data_type in ("bool", "string"):
+        if self.scaled and data_type in ("bool", "string"):
             raise ValueError(f"a {data_type} cannot be scaled")
         end = self.address.offset + self.register_count
         if end > 65536:
             raise ValueError(f"{self.address} with {self.register_count} registers runs past 65535")
         return self
+
+    @property
+    def scaled(self) -> bool:
+        """True when the tag converts raw device values to engineering values."""
+        return self.scale is not None or self.multiplier is not None or self.offset is not None
 
     @property
     def data_type(self) -> DataType:

@@ -75,15 +75,10 @@ def encode_tag(tag: ModbusTag, value: Value, order: ByteOrder) -> list[int]:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{tag.name}: a {data_type} needs a number, not {value!r}")
     raw: float = value
-    if tag.scale is not None or tag.multiplier is not None or tag.offset is not None:
+    if tag.scaled:
         raw = unscaled(tag, value)
     if not data_type.startswith("float"):
-        if (
-            raw != round(raw)
-            and tag.scale is None
-            and tag.multiplier is None
-            and tag.offset is None
-        ):
+        if raw != round(raw) and not tag.scaled:
             raise ValueError(f"{tag.name}: {value!r} is not a whole number for {data_type}")
         raw = round(raw)
     try:
@@ -105,7 +100,7 @@ def tag_reader(tag: ModbusTag, request: ReadRequest, order: ByteOrder) -> TagRea
     if bit is not None:
         return lambda words, blob: bool((words[at] >> bit) & 1)
     read = value_reader(tag.data_type, order, at, tag.length)
-    if tag.scale is None and tag.multiplier is None and tag.offset is None:
+    if not tag.scaled:
         return lambda words, blob: read(blob)
 
     def read_scaled(words: list[int], blob: bytes) -> Value:
@@ -124,9 +119,8 @@ class ModbusConnector:
         self._client: AsyncModbusTcpClient | None = None
         self._plans: dict[int, tuple[Sequence[ModbusTag], list[ReadRequest]]] = {}
         self._decoders: dict[int, list[tuple[int, TagReader]]] = {}  # by id() of a planned request
-        self._refused: dict[
-            tuple[int, str, int], str
-        ] = {}  # requests failing now, to log changes once
+        # Requests failing now, by (unit, table, start), so changes are logged once.
+        self._refused: dict[tuple[int, str, int], str] = {}
         self.requests_sent = 0
 
     async def connect(self) -> None:
