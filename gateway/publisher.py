@@ -46,14 +46,22 @@ class Pacer:
 
     def __init__(self, rate: float) -> None:
         self.rate = rate
-        self.tokens = rate
+        self.tokens = float(rate)
         self.stamp = time.monotonic()
 
-    def wait_for(self, readings: int) -> float:
-        """Seconds to wait before ``readings`` may go (0 when they may go now, and are spent)."""
+    def allowance(self, budget: int) -> int:
+        """Readings worth reading from the buffer now: what the bucket holds (at least 1)."""
+        self._refill()
+        return max(1, min(budget, int(self.tokens)))
+
+    def _refill(self) -> None:
         now = time.monotonic()
         self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
+
+    def wait_for(self, readings: int) -> float:
+        """Seconds to wait before ``readings`` may go (0 when they may go now, and are spent)."""
+        self._refill()
         # A batch larger than a second's worth goes when the bucket is full.
         need = min(readings, self.rate)
         if self.tokens >= need:
@@ -193,33 +201,43 @@ class Publisher:
         live = boundary if live_first else 0
         backlog = 0 if live_first else boundary
         pacer = Pacer(self.mqtt.replay.max_rate)
+        paced_until = 0.0  # the pacer said wait: no backlog is even read before then
         while True:
             if link.closed.done():
                 raise BrokerError(f"connection closed: {link.closed.result()}")
-            pause = 1.0
             committed = self.buffer.stats.batches_added  # before reading: no commit is missed
+            last, wait = None, 0.0
             if self._window_open_for_more():
                 budget = MAX_INFLIGHT_READINGS - self._inflight_readings
-                last, pause = await self._send_all(
-                    link, await self.buffer.take(live, budget), boundary, pacer
-                )
-                live = last or live
-                if last is None and pause > 0 and backlog < boundary:
-                    budget = MAX_INFLIGHT_READINGS - self._inflight_readings
-                    older = await self.buffer.take(backlog, budget, up_to=boundary)
-                    last, pause = await self._send_all(link, older, boundary, pacer)
+                draining = live < boundary  # in_order, still in the backlog
+                pace_ok = time.monotonic() >= paced_until
+                if pace_ok or not draining:
+                    # Read only what may go now: re-reading a large backlog on every wake of a
+                    # slow pacer would starve the scans.
+                    take = pacer.allowance(budget) if draining else budget
+                    last, wait = await self._send_all(
+                        link, await self.buffer.take(live, take), boundary, pacer
+                    )
+                    live = last or live
+                if last is None and not wait and backlog < boundary and pace_ok:
+                    older = await self.buffer.take(backlog, pacer.allowance(budget), up_to=boundary)
+                    last, wait = await self._send_all(link, older, boundary, pacer)
                     backlog = boundary if not older else (last or backlog)
+                if wait:
+                    paced_until = time.monotonic() + wait
                 if last is not None:
                     await asyncio.sleep(0)  # acks and scans run between bursts
                     continue
-            await self._wait_for_work(link, pause, committed)
+            until_paced = paced_until - time.monotonic()
+            await self._wait_for_work(link, until_paced if until_paced > 0 else 1.0, committed)
 
     async def _send_all(
         self, link: MqttLink, batches: list[StoredBatch], boundary: int, pacer: Pacer
     ) -> tuple[int | None, float]:
         """Send batches in order while the window has room; backlog ones (id <= boundary) paced.
 
-        Returns the last batch id sent (None if none) and how long to pause if the pacer said wait.
+        Returns the last batch id sent (None if none) and how long the pacer asks to wait
+        (0 when it did not stop the sending).
         """
         last = None
         for batch in batches:
@@ -230,7 +248,7 @@ class Publisher:
                 return last, wait
             await self._send(link, batch, historical)
             last = batch.id
-        return last, 1.0
+        return last, 0.0
 
     async def _wait_for_work(self, link: MqttLink, timeout: float, committed: int) -> None:
         self._window_open.clear()

@@ -119,7 +119,12 @@ class Recorder:
                 src = m.topic.rsplit("/", 1)[-1]
                 if source in (None, src):
                     out.extend(
-                        {**r, "source": src, "historical": m.body.get("historical", False)}
+                        {
+                            **r,
+                            "source": src,
+                            "historical": m.body.get("historical", False),
+                            "at": m.at,
+                        }
                         for r in m.body["readings"]
                     )
             elif "seq" in m.body:
