@@ -30,7 +30,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.common import free_port, percentile, simulator_process, table
 from buffer.codec import pack
-from gateway.models import Quality, Reading
+from gateway.models import Batch, Quality, Reading
 from simulators.broker import Mosquitto
 
 PREFIX = "bench/line"
@@ -239,10 +239,12 @@ def sqlite_inserts(work: Path, tags: int, durability: str, seconds: float = 5) -
     conn.execute(
         "CREATE TABLE b (id INTEGER PRIMARY KEY, source TEXT, first_seq INT, payload BLOB)"
     )
-    readings = [Reading(f"r{i:05d}", 12345, Quality.GOOD, 0, i) for i in range(tags)]
+    batch = Batch(
+        "press1", 0, [Reading(f"r{i:05d}", 12345, Quality.GOOD, 0, i) for i in range(tags)]
+    )
     done, t0 = 0, time.monotonic()
     while time.monotonic() - t0 < seconds:
-        payload = pack(readings)
+        payload = pack(batch)
         conn.execute("BEGIN")
         conn.execute(
             "INSERT INTO b (source, first_seq, payload) VALUES (?, ?, ?)", ("press1", done, payload)

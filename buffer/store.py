@@ -206,15 +206,15 @@ class Buffer:
 
     def add(self, batch: Batch) -> None:
         """Queue a batch for the next commit; never blocks. A full queue drops its oldest."""
-        if not batch.readings:
+        if not batch:
             return
-        while self._pending and self._pending_readings + len(batch.readings) > self.queue_limit:
+        while self._pending and self._pending_readings + len(batch) > self.queue_limit:
             old = self._pending.popleft()
-            self._pending_readings -= len(old.readings)
-            self._count_dropped(old.source, len(old.readings))
+            self._pending_readings -= len(old)
+            self._count_dropped(old.source, len(old))
             log.warning("buffer write queue full: dropped the oldest batch of %s", old.source)
         self._pending.append(batch)
-        self._pending_readings += len(batch.readings)
+        self._pending_readings += len(batch)
         self._wake.set()
 
     async def take(
@@ -316,7 +316,7 @@ class Buffer:
                 closing_attempts += 1
                 if closing_attempts > 25:  # the disk stays full: closing must end anyway
                     for old in self._pending:
-                        self._count_dropped(old.source, len(old.readings))
+                        self._count_dropped(old.source, len(old))
                     log.error(
                         "buffer closed with %d batch(es) it could not commit", len(self._pending)
                     )
@@ -328,10 +328,7 @@ class Buffer:
         releases = self._releases
         self._releases = []
         now_ms = epoch_ms()
-        rows = [
-            (b.source, b.ts, now_ms, b.first_seq, len(b.readings), pack(b.readings))
-            for b in batches
-        ]
+        rows = [(b.source, b.ts, now_ms, b.first_seq, len(b), pack(b)) for b in batches]
         last: dict[str, int] = {}
         for b in batches:
             last[b.source] = b.last_seq
@@ -369,8 +366,8 @@ class Buffer:
                 evicted = await self._evict(room=2 * sum(len(r[5]) + 64 for r in rows))
                 if not evicted and self._chunk == 1:
                     old = self._pending.popleft()
-                    self._pending_readings -= len(old.readings)
-                    self._count_dropped(old.source, len(old.readings))
+                    self._pending_readings -= len(old)
+                    self._count_dropped(old.source, len(old))
                 self._chunk = max(1, len(batches) // 2)
             else:
                 self._releases = releases + self._releases
@@ -382,7 +379,7 @@ class Buffer:
             self._failing = None
         self._chunk = min(self._chunk * 2, 2**31)
         for _ in batches:
-            self._pending_readings -= len(self._pending.popleft().readings)
+            self._pending_readings -= len(self._pending.popleft())
         # A take() that began before this commit may still return these rows: filter them once more.
         self._released.difference_update(self._deleted_last)
         self._deleted_last = releases

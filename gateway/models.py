@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 
 # What a tag value can be once decoded: JSON-friendly on purpose.
@@ -47,20 +48,63 @@ class Reading:
     seq: int
 
 
-@dataclass(slots=True)
 class Batch:
-    """One source's readings from one scan: the unit of storage and of work."""
+    """One source's readings from one scan: the unit of storage and of work.
 
-    source: str
-    ts: int  # epoch ms of the scan
-    readings: list[Reading] = field(default_factory=list)
+    Held as columns, not as one :class:`Reading` object per tag: a 10,000-tag scan is
+    numbered and packed straight from them; :attr:`readings` builds the objects on demand.
+    """
+
+    __slots__ = ("qualities", "seqs", "source", "stamps", "tags", "ts", "values")
+
+    def __init__(self, source: str, ts: int, readings: Sequence[Reading] = ()) -> None:
+        self.source = source
+        self.ts = ts  # epoch ms of the scan
+        self.tags: list[str] = [r.tag for r in readings]
+        self.values: list[Value] = [r.value for r in readings]
+        self.qualities: list[Quality] = [r.quality for r in readings]
+        self.stamps: list[int] = [r.ts for r in readings]  # each reading's epoch ms
+        self.seqs: Sequence[int] = [r.seq for r in readings]
+
+    @classmethod
+    def of_columns(
+        cls,
+        source: str,
+        ts: int,
+        tags: list[str],
+        values: list[Value],
+        qualities: list[Quality],
+        stamps: list[int],
+        first_seq: int,
+    ) -> Batch:
+        """A batch from its columns, numbered from ``first_seq`` on."""
+        batch = cls(source, ts)
+        batch.tags, batch.values, batch.qualities, batch.stamps = tags, values, qualities, stamps
+        batch.seqs = range(first_seq, first_seq + len(tags))
+        return batch
+
+    def __len__(self) -> int:
+        return len(self.tags)
+
+    def __repr__(self) -> str:
+        return f"Batch({self.source!r}, {self.ts}, {self.readings!r})"
+
+    @property
+    def readings(self) -> list[Reading]:
+        """The readings, one object each (built on every call)."""
+        return [
+            Reading(*row)
+            for row in zip(
+                self.tags, self.values, self.qualities, self.stamps, self.seqs, strict=True
+            )
+        ]
 
     @property
     def first_seq(self) -> int:
         """The seq of the first reading."""
-        return self.readings[0].seq
+        return self.seqs[0]
 
     @property
     def last_seq(self) -> int:
         """The seq of the last reading."""
-        return self.readings[-1].seq
+        return self.seqs[-1]

@@ -45,10 +45,12 @@ class ExceptionReporter:
         """Indices of the samples to report now, and remember them as reported."""
         chosen: list[int] = []
         for i, (tag, sample) in enumerate(zip(tags, samples, strict=True)):
+            if tag.report == "always":  # nothing to compare with later: nothing to remember
+                chosen.append(i)
+                continue
             last = self._last.get(tag.name)
             due = (
                 last is None
-                or tag.report == "always"
                 or sample.quality is not last.quality
                 or changed(last.value, sample.value, _client_deadband(tag))
                 or (tag.heartbeat is not None and now - last.sent_at >= tag.heartbeat)

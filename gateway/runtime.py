@@ -13,7 +13,7 @@ from typing import Any, cast
 from connectors.base import Connector, Subscriber
 from gateway.backoff import backoff
 from gateway.errors import ConnectionLost
-from gateway.models import BAD_SAMPLE, Batch, Reading, Sample, epoch_ms
+from gateway.models import BAD_SAMPLE, Batch, Sample, epoch_ms
 from gateway.report import ExceptionReporter
 from gateway.schema import SourceBase, TagBase
 
@@ -218,14 +218,20 @@ class SourceRunner:
         chosen = self._reporter.select(tags, samples, tick)
         if not chosen:
             return
-        readings = []
-        for i in chosen:
-            sample = samples[i]
-            self.seq += 1
-            ts = sample.ts if sample.ts is not None else wall_ms
-            readings.append(Reading(tags[i].name, sample.value, sample.quality, ts, self.seq))
-        self.stats.readings += len(readings)
-        self.emit(Batch(self.source.name, wall_ms, readings))
+        if len(chosen) < len(samples):
+            tags, samples = [tags[i] for i in chosen], [samples[i] for i in chosen]
+        batch = Batch.of_columns(
+            self.source.name,
+            wall_ms,
+            [t.name for t in tags],
+            [s.value for s in samples],
+            [s.quality for s in samples],
+            [wall_ms if s.ts is None else s.ts for s in samples],
+            self.seq + 1,
+        )
+        self.seq += len(batch)
+        self.stats.readings += len(batch)
+        self.emit(batch)
 
     def _flatten(
         self, tags: Sequence[TagBase], samples: Sequence[Sample]

@@ -54,7 +54,7 @@ _AS_64: dict[str, str] = {
     "DCBA": "HGFEDCBA",
 }
 _AS_32: dict[str, str] = {v: k for k, v in _AS_64.items()}
-_STRUCT: dict[str, str] = {
+STRUCT_CODES: dict[str, str] = {
     "int16": ">h",
     "uint16": ">H",
     "int32": ">i",
@@ -94,7 +94,7 @@ def swaps_bytes(order: ByteOrder) -> bool:
 
 
 @cache
-def _permutation(order: str, width: int) -> tuple[int, ...]:
+def permutation(order: str, width: int) -> tuple[int, ...]:
     """For each canonical (big-endian) byte position, the wire position that holds it."""
     if width == 2:
         return (1, 0) if swaps_bytes(order) else (0, 1)  # type: ignore[arg-type]
@@ -121,9 +121,9 @@ def decode(
     if data_type == "bool":
         return registers[0] != 0
     width = len(wire)
-    perm = _permutation(order, width)
+    perm = permutation(order, width)
     canonical = bytes(wire[p] for p in perm)
-    value: Number = struct.unpack(_STRUCT[data_type], canonical)[0]
+    value: Number = struct.unpack(STRUCT_CODES[data_type], canonical)[0]
     if data_type == "float32":
         return shortest_float32(value, canonical)
     return value
@@ -157,9 +157,9 @@ def encode(
         return [int.from_bytes(wire[i : i + 2], "big") for i in range(0, len(wire), 2)]
     if data_type == "bool":
         return [1 if value else 0]
-    canonical = struct.pack(_STRUCT[data_type], value)
+    canonical = struct.pack(STRUCT_CODES[data_type], value)
     width = len(canonical)
-    perm = _permutation(order, width)
+    perm = permutation(order, width)
     out = bytearray(width)
     for canonical_pos, wire_pos in enumerate(perm):
         out[wire_pos] = canonical[canonical_pos]
@@ -188,11 +188,11 @@ def value_reader(
             )  # type: ignore[return-value]
 
         return read_string
-    width = struct.calcsize(_STRUCT[data_type])
-    perm = _permutation(order, width)
+    width = struct.calcsize(STRUCT_CODES[data_type])
+    perm = permutation(order, width)
     shortest = data_type == "float32"
     if perm == tuple(range(width)):  # big-endian as sent
-        unpack_be = struct.Struct(_STRUCT[data_type]).unpack_from
+        unpack_be = struct.Struct(STRUCT_CODES[data_type]).unpack_from
 
         def read_plain(blob: bytes) -> Number:
             value: Number = unpack_be(blob, start)[0]
@@ -200,7 +200,7 @@ def value_reader(
 
         return read_plain
     if perm == tuple(reversed(range(width))):  # fully little-endian
-        unpack_le = struct.Struct("<" + _STRUCT[data_type][1:]).unpack_from
+        unpack_le = struct.Struct("<" + STRUCT_CODES[data_type][1:]).unpack_from
 
         def read_reversed(blob: bytes) -> Number:
             value: Number = unpack_le(blob, start)[0]
@@ -208,7 +208,7 @@ def value_reader(
 
         return read_reversed
     pick = itemgetter(*(start + p for p in perm))
-    unpack = struct.Struct(_STRUCT[data_type]).unpack
+    unpack = struct.Struct(STRUCT_CODES[data_type]).unpack
 
     def read_permuted(blob: bytes) -> Number:
         canonical = bytes(pick(blob))

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
 
-from connectors.modbus.codec import ByteOrder, block_bytes, encode, value_reader
+from connectors.modbus.codec import ByteOrder, block_bytes, encode
 from connectors.modbus.config import ModbusSource, ModbusTag
+from connectors.modbus.decode import RequestDecoder
 from connectors.modbus.plan import ReadRequest, plan_reads
 from gateway.errors import ConnectionLost, DeviceError
 from gateway.models import BAD_SAMPLE, Quality, Sample, Value
@@ -36,22 +37,6 @@ def exception_text(response: ModbusPDU) -> str:
     """``exception 2 (illegal data address)`` for a device's exception response."""
     code = getattr(response, "exception_code", 0)
     return f"exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})"
-
-
-def scaled(tag: ModbusTag, raw: float) -> float:
-    """Apply the tag's linear scaling (scale ranges, or multiplier/offset)."""
-    if tag.scale is not None:
-        (r0, r1), (e0, e1) = tag.scale.raw, tag.scale.eng
-        value = e0 + (raw - r0) * (e1 - e0) / (r1 - r0)
-        if tag.scale.clamp:
-            value = min(max(value, min(e0, e1)), max(e0, e1))
-        return clean(value)
-    return clean(raw * (1.0 if tag.multiplier is None else tag.multiplier) + (tag.offset or 0.0))
-
-
-def clean(value: float) -> float:
-    """Drop binary noise from scaling arithmetic (1847 * 0.1 is 184.7, not 184.70000000000002)."""
-    return float(f"{value:.12g}")
 
 
 def unscaled(tag: ModbusTag, value: float) -> float:
@@ -87,30 +72,6 @@ def encode_tag(tag: ModbusTag, value: Value, order: ByteOrder) -> list[int]:
         raise ValueError(f"{tag.name}: {value!r} does not fit {data_type}") from exc
 
 
-# Pulls one tag's value out of a request's reply: (registers or bits, the registers' bytes).
-TagReader = Callable[[list[int], bytes], Value]
-
-
-def tag_reader(tag: ModbusTag, request: ReadRequest, order: ByteOrder) -> TagReader:
-    """Build the decoder of one tag within one request, once, ahead of every scan."""
-    at = tag.address.offset - request.start
-    if tag.address.is_bit_table:
-        return lambda words, blob: bool(words[at])
-    bit = tag.address.bit
-    if bit is not None:
-        return lambda words, blob: bool((words[at] >> bit) & 1)
-    read = value_reader(tag.data_type, order, at, tag.length)
-    if not tag.scaled:
-        return lambda words, blob: read(blob)
-
-    def read_scaled(words: list[int], blob: bytes) -> Value:
-        raw = read(blob)
-        assert not isinstance(raw, str)  # config refuses scaling on strings
-        return scaled(tag, raw)
-
-    return read_scaled
-
-
 class ModbusConnector:
     """Reads tags from one Modbus TCP device, coalescing them into few requests."""
 
@@ -118,7 +79,7 @@ class ModbusConnector:
         self.source = source
         self._client: AsyncModbusTcpClient | None = None
         self._plans: dict[int, tuple[Sequence[ModbusTag], list[ReadRequest]]] = {}
-        self._decoders: dict[int, list[tuple[int, TagReader]]] = {}  # by id() of a planned request
+        self._decoders: dict[int, RequestDecoder] = {}  # by id() of a planned request
         # Requests failing now, by (unit, table, start), so changes are logged once.
         self._refused: dict[tuple[int, str, int], str] = {}
         self.requests_sent = 0
@@ -169,32 +130,30 @@ class ModbusConnector:
                 self._note_refused(request, str(exc))
                 continue
             self._note_refused(request, None)
-            blob = b"" if request.table in ("coil", "discrete") else block_bytes(words)
-            for index, read_tag in self._readers(request):
+            bits = request.table in ("coil", "discrete")
+            blob = b"" if bits else block_bytes(words)
+            decoder = self._decoder(request)
+            for index, value in zip(decoder.indices, decoder.values(words, blob), strict=True):
+                samples[index] = Sample(value, Quality.GOOD)
+            for index, tag, read_tag in decoder.others:
                 try:
-                    value = read_tag(words, blob)
+                    samples[index] = Sample(read_tag(words, blob), Quality.GOOD)
                 except (ValueError, IndexError, struct.error) as exc:  # e.g. a short reply
-                    tag = self._tag_of(request, index)
                     log.warning(
                         "%s: %s: cannot decode %s: %s", self.source.name, tag.name, tag.address, exc
                     )
-                    continue
-                samples[index] = Sample(value, Quality.GOOD)
         return samples
 
-    def _readers(self, request: ReadRequest) -> list[tuple[int, TagReader]]:
-        readers = self._decoders.get(id(request))
-        if readers is None:
-            order = self.source.byte_order
-            readers = [
-                (i, tag_reader(tag, request, tag.byte_order or order)) for i, tag in request.members
-            ]
-            self._decoders[id(request)] = readers
-        return readers
-
-    @staticmethod
-    def _tag_of(request: ReadRequest, index: int) -> ModbusTag:
-        return next(tag for i, tag in request.members if i == index)
+    def _decoder(self, request: ReadRequest) -> RequestDecoder:
+        decoder = self._decoders.get(id(request))
+        if decoder is None:
+            decoder = self._decoders[id(request)] = RequestDecoder(
+                request.start,
+                request.members,
+                self.source.byte_order,
+                bits=request.table in ("coil", "discrete"),
+            )
+        return decoder
 
     async def write(self, tag: ModbusTag, value: Value) -> None:
         """Write one tag's value (the caller has checked that writes are allowed)."""

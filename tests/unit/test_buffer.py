@@ -6,14 +6,16 @@ One contract suite, run against every buffer configuration (durability normal an
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 
 import pytest
 
 from buffer import Buffer
+from buffer.codec import pack
 from gateway.errors import StoreError
-from gateway.models import Batch, Quality, Reading
+from gateway.models import Batch, Quality, Reading, Value
 from tests.helpers import async_wait_until
 
 
@@ -187,23 +189,59 @@ async def test_the_write_queue_is_bounded_in_readings(tmp_path: Path, durability
 
 
 def test_the_payload_is_the_per_batch_readings_array() -> None:
-    import json
     import math
 
-    from buffer.codec import pack, unpack
+    from buffer.codec import unpack
 
     readings = [
         Reading("temp", 21.5, Quality.GOOD, 1000, 7),
         Reading("broken", math.nan, Quality.BAD, 1001, 8),
         Reading("profile", [1.0, math.inf], Quality.UNCERTAIN, 1002, 9),
     ]
-    payload = pack(readings)
+    payload = pack(Batch("s", 0, readings))
     assert json.loads(payload) == [
         {"tag": "temp", "value": 21.5, "quality": "good", "ts": 1000, "seq": 7},
         {"tag": "broken", "value": None, "quality": "bad", "ts": 1001, "seq": 8},
         {"tag": "profile", "value": [1.0, None], "quality": "uncertain", "ts": 1002, "seq": 9},
     ]
     assert [r.seq for r in unpack(payload)] == [7, 8, 9]
+
+
+def test_pack_writes_exactly_what_json_writes() -> None:
+    values: list[Value] = [
+        0,
+        -1,
+        2**70,
+        True,
+        False,
+        None,
+        1.5,
+        -0.0,
+        1e16,
+        1e-7,
+        0.1 + 0.2,
+        "plain",
+        'quote " and \\ backslash',
+        "ünïcode ✓",
+        "tab\tnewline\n",
+        [1, 2.5, None, "x"],
+        [],
+    ]
+    tags = [f"t{i}" for i in range(len(values))] + ['odd "name"']
+    values.append(3)
+    readings = [
+        Reading(tag, value, list(Quality)[i % 3], 1_700_000_000_000 + i, 41 + i)
+        for i, (tag, value) in enumerate(zip(tags, values, strict=True))
+    ]
+    expected = json.dumps(
+        [
+            {"tag": r.tag, "value": r.value, "quality": r.quality.value, "ts": r.ts, "seq": r.seq}
+            for r in readings
+        ],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode()
+    assert pack(Batch("s", 0, readings)) == expected
 
 
 async def test_take_looks_past_released_rows_not_yet_deleted(
