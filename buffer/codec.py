@@ -10,19 +10,9 @@ from __future__ import annotations
 import json
 import math
 
-from gateway.models import Batch, Quality, Reading, Value
+from gateway.models import Batch, Quality, Reading, json_text
 
-_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
 _QUALITY = {q.value: q for q in Quality}
-
-
-def json_safe(value: Value) -> Value:
-    """NaN and infinities are not JSON: they are stored and published as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, list):
-        return [json_safe(v) for v in value]
-    return value
 
 
 _READING = '{"tag":%s,"value":%s,"quality":"%s","ts":%d,"seq":%d}'
@@ -35,7 +25,7 @@ def _quoted(tag: str) -> str:
     if quoted is None:
         if len(_QUOTED) >= _QUOTED_MAX:  # bounded, whatever names come and go
             _QUOTED.clear()
-        quoted = _QUOTED[tag] = _dumps(tag)
+        quoted = _QUOTED[tag] = json_text(tag)
     return quoted
 
 
@@ -50,13 +40,13 @@ def pack(batch: Batch) -> bytes:
     for tag, value, quality, ts, seq in zip(
         batch.tags, batch.values, batch.qualities, batch.stamps, batch.seqs, strict=True
     ):
-        kind = type(value)
+        kind = type(value)  # the common numbers inline; the rest as json_text writes them
         if kind is int:
             text = int.__repr__(value)
         elif kind is float:
             text = float.__repr__(value) if isfinite(value) else "null"  # type: ignore[arg-type]
         else:
-            text = _dumps(json_safe(value))
+            text = json_text(value)
         parts.append(_READING % (quoted(tag) or _quoted(tag), text, quality, ts, seq))
     return f"[{','.join(parts)}]".encode()
 

@@ -5,26 +5,22 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from gateway.models import Reading
+from gateway.models import json_text
 
-_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
+# Formatted, not json.dumps'd: one message per reading is the hot path of the per_tag layout.
+_BODY = '{"value":%s,"quality":"%s","ts":%d,"seq":%d%s'
 
 
 def per_tag(
-    prefix: str, source: str, readings: list[Reading], historical: bool
+    prefix: str, source: str, payload: bytes, historical: bool
 ) -> Iterator[tuple[str, bytes]]:
-    """One message per reading on ``{prefix}/{source}/{tag}`` (values come JSON-safe from the
-    buffer: NaN and infinities were stored as null)."""
-    for r in readings:
-        body: dict[str, object] = {
-            "value": r.value,
-            "quality": r.quality.value,
-            "ts": r.ts,
-            "seq": r.seq,
-        }
-        if historical:
-            body["historical"] = True
-        yield f"{prefix}/{source}/{r.tag}", _dumps(body).encode()
+    """One message per reading on ``{prefix}/{source}/{tag}``, from a stored readings array
+    (its values are JSON-safe already: NaN and infinities were stored as null)."""
+    topic = f"{prefix}/{source}/"
+    tail = ',"historical":true}' if historical else "}"
+    for r in json.loads(payload):
+        body = _BODY % (json_text(r["value"]), r["quality"], r["ts"], r["seq"], tail)
+        yield topic + r["tag"], body.encode()
 
 
 def per_batch(

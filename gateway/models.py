@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,6 +16,28 @@ Value = bool | int | float | str | None | list["Value"] | dict[str, "Value"]
 def epoch_ms() -> int:
     """Now, in milliseconds since the epoch: the unit of every timestamp in the contract."""
     return time.time_ns() // 1_000_000
+
+
+_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
+
+
+def json_safe(value: Value) -> Value:
+    """NaN and infinities are not JSON: they are stored and published as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def json_text(value: Value) -> str:
+    """A value as the contract's JSON writes it (compact, UTF-8, NaN and infinities null)."""
+    kind = type(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float:
+        return float.__repr__(value) if math.isfinite(value) else "null"  # type: ignore[arg-type]
+    return _dumps(json_safe(value))
 
 
 class Quality(StrEnum):

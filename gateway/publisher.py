@@ -280,7 +280,7 @@ class Publisher:
             messages = [(topic, payload)]
             retain = False  # a batch is history, not a live value
         else:
-            messages = list(per_tag(cfg.topic_prefix, batch.source, batch.readings(), historical))
+            messages = list(per_tag(cfg.topic_prefix, batch.source, batch.payload, historical))
         self._remaining[batch.id] = (len(messages), batch.count)
         self._inflight_readings += batch.count
         for n, (topic, payload) in enumerate(messages, 1):

@@ -18,7 +18,7 @@ from pycomm3.packets.logix import ReadTagFragmentedRequestPacket
 from connectors.logix.config import LogixSource, LogixTag
 from connectors.logix.resolve import Resolved, TagTable, bad_sample, dimensions, plain_value
 from gateway.errors import ConnectionLost
-from gateway.models import BAD_SAMPLE, Quality, Sample
+from gateway.models import BAD_SAMPLE, Sample
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class LogixConnector:
                 bad.append((tag, error))
                 samples.append(bad_sample(how))
             else:
-                samples.append(Sample(plain_value(value, how), Quality.GOOD))
+                samples.append(Sample(plain_value(value, how)))
         if bad or self._problems:  # else nothing changed: skip the bookkeeping
             failed = {t.name for t, _ in bad}
             pairs = zip(tags, plan.how, strict=True)

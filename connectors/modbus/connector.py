@@ -16,7 +16,7 @@ from connectors.modbus.config import ModbusSource, ModbusTag
 from connectors.modbus.decode import RequestDecoder
 from connectors.modbus.plan import ReadRequest, plan_reads
 from gateway.errors import ConnectionLost, DeviceError
-from gateway.models import BAD_SAMPLE, Quality, Sample, Value
+from gateway.models import BAD_SAMPLE, Sample, Value
 
 log = logging.getLogger(__name__)
 
@@ -133,11 +133,13 @@ class ModbusConnector:
             bits = request.table in ("coil", "discrete")
             blob = b"" if bits else block_bytes(words)
             decoder = self._decoder(request)
-            for index, value in zip(decoder.indices, decoder.values(words, blob), strict=True):
-                samples[index] = Sample(value, Quality.GOOD)
+            # map(): a Sample per tag without a Python-level loop body (quality defaults to good)
+            good = map(Sample, decoder.values(words, blob))
+            for index, sample in zip(decoder.indices, good, strict=True):
+                samples[index] = sample
             for index, tag, read_tag in decoder.others:
                 try:
-                    samples[index] = Sample(read_tag(words, blob), Quality.GOOD)
+                    samples[index] = Sample(read_tag(words, blob))
                 except (ValueError, IndexError, struct.error) as exc:  # e.g. a short reply
                     log.warning(
                         "%s: %s: cannot decode %s: %s", self.source.name, tag.name, tag.address, exc
