@@ -56,6 +56,26 @@ class Message:
 
 
 @dataclass
+class SeqRange:
+    """The distinct seqs received from one source, and their span."""
+
+    seqs: set[int] = field(default_factory=set)
+    lo: int = 0
+    hi: int = 0
+
+    def add(self, seqs: list[int]) -> None:
+        """Note some received seqs."""
+        self.seqs.update(seqs)
+        self.lo = min(seqs) if not self.lo else min(self.lo, *seqs)
+        self.hi = max(self.hi, *seqs)
+
+    @property
+    def missing(self) -> int:
+        """Seqs not received between the first and the last received."""
+        return (self.hi - self.lo + 1) - len(self.seqs)
+
+
+@dataclass
 class Recorder:
     """A real MQTT subscriber (paho, QoS 1) that keeps every message it receives.
 
@@ -70,6 +90,7 @@ class Recorder:
     messages: list[Message] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     subscribed: threading.Event = field(default_factory=threading.Event)
+    _seen: dict[str, SeqRange] = field(default_factory=dict)  # seqs received, per source
 
     def start(self) -> Recorder:
         """Connect and subscribe; returns once the subscription is acknowledged."""
@@ -96,8 +117,17 @@ class Recorder:
             body = json.loads(msg.payload)
         except ValueError:
             body = msg.payload
+        source, seqs = None, []
+        if isinstance(body, dict) and "/_gateway/" not in msg.topic:
+            if "readings" in body:
+                source, seqs = msg.topic.rsplit("/", 1)[-1], [r["seq"] for r in body["readings"]]
+            elif "seq" in body:
+                source, seqs = msg.topic.rsplit("/", 2)[-2], [body["seq"]]
         with self.lock:
             self.messages.append(Message(msg.topic, body, bool(msg.retain), time.time() * 1000))
+            if source is not None and seqs:
+                seen = self._seen.setdefault(source, SeqRange())
+                seen.add(seqs)
 
     def snapshot(self) -> list[Message]:
         """A copy of the messages so far."""
@@ -105,7 +135,19 @@ class Recorder:
             return list(self.messages)
 
     def complete_to(self, seq: int, source: str | None = None) -> bool:
-        """True once every reading up to ``seq`` arrived, with no gap after the first."""
+        """True once every reading up to ``seq`` arrived, with no gap after the first.
+
+        Kept up to date as messages arrive: tests poll this inside the gateway's own event
+        loop, and rebuilding every reading on each poll would starve the gateway under test.
+        """
+        with self.lock:
+            if source is None and len(self._seen) > 1:
+                seen = None  # several sources' seqs mixed: the slow, general report
+            else:
+                seen = self._seen.get(source) if source else next(iter(self._seen.values()), None)
+                if seen is None:
+                    return False
+                return seen.hi >= seq and seen.missing == 0
         report = seq_report(self.readings(source))
         return report["last"] >= seq and report["missing"] == 0
 

@@ -156,15 +156,8 @@ async def test_a_30_second_outage_at_1000_readings_per_second(
     tmp_path: Path, mosquitto: Mosquitto, modbus_sim: ModbusSimulator
 ) -> None:
     max_rate = 5000
-    # per_batch: the drain is then bounded by the pacer, not by one Python process publishing
-    # and receiving 40,000 single messages (per_tag throughput is the benchmark's business).
     config = gateway_config(
-        tmp_path,
-        mosquitto.port,
-        modbus_sim.port,
-        tags=TAGS,
-        replay={"max_rate": max_rate},
-        layout="per_batch",
+        tmp_path, mosquitto.port, modbus_sim.port, tags=TAGS, replay={"max_rate": max_rate}
     )
     config["sources"][0]["scan"] = "50ms"  # 50 tags x 20 scans/s = 1,000 readings/s
     rec = Recorder(mosquitto.port, "t/line/press1/#", client_id="historian").start()
