@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+from itertools import chain
 
-from gateway.models import Batch, Quality, Reading, json_text
+from gateway.models import Batch, Quality, Reading, ScanTags, Value, json_text
 
 _QUALITY = {q.value: q for q in Quality}
 
@@ -32,8 +33,11 @@ def _quoted(tag: str) -> str:
 def pack(batch: Batch) -> bytes:
     """A batch's readings to the per_batch JSON array."""
     # Formatted by hand from the batch's columns, not by json.dumps of one dict per reading:
-    # this runs for every reading the gateway takes, and is 2-3x faster. Numbers are written
-    # exactly as json writes them.
+    # this runs for every reading the gateway takes. Numbers are written exactly as json does.
+    if isinstance(batch.tags, ScanTags) and _plain_numbers(batch.values):
+        template = _template(batch.tags)
+        columns = zip(batch.values, batch.qualities, batch.stamps, batch.seqs, strict=True)
+        return (template % tuple(chain.from_iterable(columns))).encode()
     quoted = _QUOTED.get
     isfinite = math.isfinite
     parts = []
@@ -49,6 +53,35 @@ def pack(batch: Batch) -> bytes:
             text = json_text(value)
         parts.append(_READING % (quoted(tag) or _quoted(tag), text, quality, ts, seq))
     return f"[{','.join(parts)}]".encode()
+
+
+# A whole scan's array with holes for its values, per list of tag names a source reuses every
+# scan: one C-level format per batch instead of one Python step per reading.
+_TEMPLATES: dict[int, tuple[ScanTags, str]] = {}  # by id() of the list, which it keeps alive
+_TEMPLATES_MAX = 64
+
+
+def _template(tags: ScanTags) -> str:
+    cached = _TEMPLATES.get(id(tags))
+    if cached is not None and cached[0] is tags:
+        return cached[1]
+    if len(_TEMPLATES) >= _TEMPLATES_MAX:
+        _TEMPLATES.clear()
+    reading = '{"tag":%s,"value":%%r,"quality":"%%s","ts":%%d,"seq":%%d}'
+    holes = ",".join(reading % (_quoted(tag).replace("%", "%%")) for tag in tags)
+    _TEMPLATES[id(tags)] = (tags, f"[{holes}]")
+    return _TEMPLATES[id(tags)][1]
+
+
+def _plain_numbers(values: list[Value]) -> bool:
+    """True when every value is an int or a finite float, written by %r exactly as json does."""
+    kinds = set(map(type, values))
+    if not kinds <= {int, float}:
+        return False
+    try:  # any NaN or infinity makes the sum one (so may a huge one: then the slow way)
+        return float not in kinds or math.isfinite(sum(values))  # type: ignore[arg-type]
+    except OverflowError:
+        return False
 
 
 def unpack(payload: bytes) -> list[Reading]:

@@ -72,6 +72,13 @@ class Reading:
     seq: int
 
 
+class ScanTags(list[str]):
+    """The tag names of a whole scan, one list object reused by every batch of that scan.
+
+    Never mutated once made, so encoders may cache work by its identity.
+    """
+
+
 class Batch:
     """One source's readings from one scan: the unit of storage and of work.
 

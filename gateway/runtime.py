@@ -13,7 +13,7 @@ from typing import Any, cast
 from connectors.base import Connector, Subscriber
 from gateway.backoff import backoff
 from gateway.errors import ConnectionLost
-from gateway.models import BAD_SAMPLE, Batch, Sample, epoch_ms
+from gateway.models import BAD_SAMPLE, Batch, Sample, ScanTags, epoch_ms
 from gateway.report import ExceptionReporter
 from gateway.schema import SourceBase, TagBase
 
@@ -74,6 +74,7 @@ class SourceRunner:
         self._latest: dict[int, Sample] = {}  # subscription mode: last sample of each tag
         self._combos: dict[tuple[int, ...], list[TagBase]] = {}
         self._members: dict[str, TagBase] = {}  # structure members, named tag.member.sub
+        self._names: dict[int, tuple[Sequence[TagBase], ScanTags]] = {}  # by id() of a tag list
 
     def stop(self) -> None:
         """Ask the scan loop to end at its next tick (the task is also cancelled)."""
@@ -199,7 +200,7 @@ class SourceRunner:
             return
         self.stats.scans += 1
         self.stats.last_scan_ms = (time.perf_counter() - started) * 1000
-        self._report(tags, samples, tick, wall_ms)
+        self._report(tags, samples, tick, wall_ms, whole=True)
 
     def _combined(self, due: list[ScanGroup]) -> list[TagBase]:
         """One list per combination of groups falling due together, built once and reused:
@@ -211,19 +212,26 @@ class SourceRunner:
         return tags
 
     def _report(
-        self, tags: Sequence[TagBase], samples: Sequence[Sample], tick: float, wall_ms: int
+        self,
+        tags: Sequence[TagBase],
+        samples: Sequence[Sample],
+        tick: float,
+        wall_ms: int,
+        whole: bool = False,  # tags is a scan group's own list, reused every scan
     ) -> None:
         if any(isinstance(s.value, dict) for s in samples):
             tags, samples = self._flatten(tags, samples)
+            whole = False
         chosen = self._reporter.select(tags, samples, tick)
         if not chosen:
             return
         if len(chosen) < len(samples):
             tags, samples = [tags[i] for i in chosen], [samples[i] for i in chosen]
+            whole = False
         batch = Batch.of_columns(
             self.source.name,
             wall_ms,
-            [t.name for t in tags],
+            self._scan_tags(tags) if whole else [t.name for t in tags],
             [s.value for s in samples],
             [s.quality for s in samples],
             [wall_ms if s.ts is None else s.ts for s in samples],
@@ -232,6 +240,15 @@ class SourceRunner:
         self.seq += len(batch)
         self.stats.readings += len(batch)
         self.emit(batch)
+
+    def _scan_tags(self, tags: Sequence[TagBase]) -> ScanTags:
+        """The names of a scan's tag list, one object per list (lists are reused per group)."""
+        cached = self._names.get(id(tags))
+        if cached is None or cached[0] is not tags:
+            if len(self._names) >= 64:  # a caller that builds new lists each time: stay bounded
+                self._names.clear()
+            cached = self._names[id(tags)] = (tags, ScanTags(t.name for t in tags))
+        return cached[1]
 
     def _flatten(
         self, tags: Sequence[TagBase], samples: Sequence[Sample]

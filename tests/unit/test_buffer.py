@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from buffer import Buffer
 from buffer.codec import pack
 from gateway.errors import StoreError
-from gateway.models import Batch, Quality, Reading, Value
+from gateway.models import Batch, Quality, Reading, ScanTags, Value
 from tests.helpers import async_wait_until
 
 
@@ -242,6 +243,42 @@ def test_pack_writes_exactly_what_json_writes() -> None:
         ensure_ascii=False,
     ).encode()
     assert pack(Batch("s", 0, readings)) == expected
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [1, -2, 2**70, 0],
+        [1.5, -0.0, 1e16, 0.1 + 0.2],
+        [1, 2.5, 3, 1e-7],
+        [1.5, math.nan, 2.0, 3.0],  # not JSON as is: null
+        [1.5, math.inf, 2.0, 3.0],
+        [1e308, 1e308, 1.0, 2.0],  # their sum overflows, each is fine
+        [True, 2, 3, 4],  # a bool is not a number here
+        ["text", 2, None, [1, 2]],
+    ],
+)
+def test_a_whole_scan_packs_exactly_like_single_readings(values: list[Value]) -> None:
+    names = ScanTags(["a", 'quote "b"', "100%_c", "d%s"])
+    for round_ in range(3):  # the same scan list again: the cached template, new values
+        stamped = [v + round_ if type(v) in (int, float) else v for v in values]
+        first = 7 + 4 * round_
+        columns = [stamped, [Quality.GOOD] * 4, [1000 + round_] * 4, first]
+        scan = Batch.of_columns("s", 0, names, *columns)  # type: ignore[arg-type]
+        single = Batch.of_columns("s", 0, list(names), *columns)  # type: ignore[arg-type]
+        safe = [None if isinstance(v, float) and not math.isfinite(v) else v for v in stamped]
+        expected = [
+            {
+                "tag": t,
+                "value": v,
+                "quality": "good",
+                "ts": 1000 + round_,
+                "seq": 7 + 4 * round_ + i,
+            }
+            for i, (t, v) in enumerate(zip(names, safe, strict=True))
+        ]
+        assert json.loads(pack(scan)) == expected
+        assert pack(scan) == pack(single)
 
 
 async def test_take_looks_past_released_rows_not_yet_deleted(
