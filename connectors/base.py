@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
-from gateway.models import Sample
+from gateway.models import Sample, Samples
 from gateway.schema import TagBase
 
 TagT_contra = TypeVar("TagT_contra", bound=TagBase, contravariant=True)
@@ -18,14 +18,15 @@ class Connector(Protocol[TagT_contra]):
     """One connection to one device.
 
     ``connect`` raises ConnectionLost when the device cannot be reached. ``read`` returns one
-    Sample per tag, in order; a request the device refuses marks only its own tags bad, while
-    a lost connection raises ConnectionLost so the runtime can back off and reconnect.
+    Sample per tag, in order (or the same as columns: :class:`Samples`); a request the device
+    refuses marks only its own tags bad, while a lost connection raises ConnectionLost so the
+    runtime can back off and reconnect.
     """
 
     async def connect(self) -> None:
         """Open the connection to the device."""
 
-    async def read(self, tags: Sequence[TagT_contra]) -> list[Sample]:
+    async def read(self, tags: Sequence[TagT_contra]) -> list[Sample] | Samples:
         """Read the given tags once."""
 
     async def close(self) -> None:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import faulthandler
+import gc
 import logging
 import signal
 import sqlite3
@@ -79,6 +80,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gateway.app import Gateway
 
     gateway = Gateway(config)
+    # Everything loaded so far (modules, the validated tag map) lives as long as the process:
+    # out of the collector's sight, a full collection takes milliseconds instead of stalling
+    # the scans for hundreds (measured with 10,000 tags).
+    gc.freeze()
     try:
         run_until_signal(gateway.run)
     except PlantgateError as exc:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import repeat
 
 # What a tag value can be once decoded: JSON-friendly on purpose.
 Value = bool | int | float | str | None | list["Value"] | dict[str, "Value"]
@@ -59,6 +60,33 @@ class Sample:
 
 
 BAD_SAMPLE = Sample(None, Quality.BAD)
+
+
+class Samples:
+    """A scan's samples as columns, in the order of the tags read.
+
+    What a connector that reads thousands of tags per scan returns instead of one
+    :class:`Sample` object per tag.
+    """
+
+    __slots__ = ("qualities", "stamps", "values")
+
+    def __init__(
+        self, values: list[Value], qualities: list[Quality], stamps: list[int | None] | None = None
+    ) -> None:
+        self.values = values
+        self.qualities = qualities
+        self.stamps = stamps  # None: no device timestamps, the scan's time stands for all
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __iter__(self) -> Iterator[Sample]:
+        stamps = self.stamps if self.stamps is not None else repeat(None)
+        return map(Sample, self.values, self.qualities, stamps)
+
+    def __repr__(self) -> str:
+        return f"Samples({list(self)!r})"
 
 
 @dataclass(slots=True)

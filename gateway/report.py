@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gateway.models import Quality, Sample, Value
+from gateway.models import Quality, Value
 from gateway.schema import TagBase
 
 
@@ -41,21 +41,27 @@ class ExceptionReporter:
     def __init__(self) -> None:
         self._last: dict[str, _Last] = {}
 
-    def select(self, tags: Sequence[TagBase], samples: Sequence[Sample], now: float) -> list[int]:
+    def select(
+        self,
+        tags: Sequence[TagBase],
+        values: Sequence[Value],
+        qualities: Sequence[Quality],
+        now: float,
+    ) -> list[int]:
         """Indices of the samples to report now, and remember them as reported."""
         chosen: list[int] = []
-        for i, (tag, sample) in enumerate(zip(tags, samples, strict=True)):
+        for i, (tag, value, quality) in enumerate(zip(tags, values, qualities, strict=True)):
             if tag.report == "always":  # nothing to compare with later: nothing to remember
                 chosen.append(i)
                 continue
             last = self._last.get(tag.name)
             due = (
                 last is None
-                or sample.quality is not last.quality
-                or changed(last.value, sample.value, _client_deadband(tag))
+                or quality is not last.quality
+                or changed(last.value, value, _client_deadband(tag))
                 or (tag.heartbeat is not None and now - last.sent_at >= tag.heartbeat)
             )
             if due:
                 chosen.append(i)
-                self._last[tag.name] = _Last(sample.value, sample.quality, now)
+                self._last[tag.name] = _Last(value, quality, now)
         return chosen

@@ -13,7 +13,7 @@ from typing import Any, cast
 from connectors.base import Connector, Subscriber
 from gateway.backoff import backoff
 from gateway.errors import ConnectionLost
-from gateway.models import BAD_SAMPLE, Batch, Sample, ScanTags, epoch_ms
+from gateway.models import BAD_SAMPLE, Batch, Quality, Sample, Samples, ScanTags, Value, epoch_ms
 from gateway.report import ExceptionReporter
 from gateway.schema import SourceBase, TagBase
 
@@ -214,27 +214,36 @@ class SourceRunner:
     def _report(
         self,
         tags: Sequence[TagBase],
-        samples: Sequence[Sample],
+        samples: Sequence[Sample] | Samples,
         tick: float,
         wall_ms: int,
         whole: bool = False,  # tags is a scan group's own list, reused every scan
     ) -> None:
-        if any(isinstance(s.value, dict) for s in samples):
+        if not isinstance(samples, Samples):
+            samples = Samples(
+                [s.value for s in samples], [s.quality for s in samples], [s.ts for s in samples]
+            )
+        if any(isinstance(v, dict) for v in samples.values):
             tags, samples = self._flatten(tags, samples)
             whole = False
-        chosen = self._reporter.select(tags, samples, tick)
+        values, qualities, stamps = samples.values, samples.qualities, samples.stamps
+        chosen = self._reporter.select(tags, values, qualities, tick)
         if not chosen:
             return
-        if len(chosen) < len(samples):
-            tags, samples = [tags[i] for i in chosen], [samples[i] for i in chosen]
+        if len(chosen) < len(values):
+            tags = [tags[i] for i in chosen]
+            values, qualities = [values[i] for i in chosen], [qualities[i] for i in chosen]
+            stamps = None if stamps is None else [stamps[i] for i in chosen]
             whole = False
         batch = Batch.of_columns(
             self.source.name,
             wall_ms,
             self._scan_tags(tags) if whole else [t.name for t in tags],
-            [s.value for s in samples],
-            [s.quality for s in samples],
-            [wall_ms if s.ts is None else s.ts for s in samples],
+            values,
+            qualities,
+            [wall_ms] * len(values)
+            if stamps is None
+            else [wall_ms if ts is None else ts for ts in stamps],
             self.seq + 1,
         )
         self.seq += len(batch)
@@ -250,31 +259,30 @@ class SourceRunner:
             cached = self._names[id(tags)] = (tags, ScanTags(t.name for t in tags))
         return cached[1]
 
-    def _flatten(
-        self, tags: Sequence[TagBase], samples: Sequence[Sample]
-    ) -> tuple[list[TagBase], list[Sample]]:
+    def _flatten(self, tags: Sequence[TagBase], samples: Samples) -> tuple[list[TagBase], Samples]:
         """A structure (e.g. a Logix UDT) is published as its members: ``recipe.speed``."""
         out_tags: list[TagBase] = []
-        out_samples: list[Sample] = []
+        values: list[Value] = []
+        qualities: list[Quality] = []
+        stamps: list[int | None] = []
 
-        def walk(tag: TagBase, name: str, value: Any, sample: Sample) -> None:
+        def walk(tag: TagBase, name: str, value: Any, quality: Quality, ts: int | None) -> None:
             if isinstance(value, dict):
                 for key, member in value.items():
-                    walk(tag, f"{name}.{key}", member, sample)
+                    walk(tag, f"{name}.{key}", member, quality, ts)
                 return
             member_tag = self._members.get(name)
             if member_tag is None:
                 member_tag = self._members[name] = tag.model_copy(update={"name": name})
             out_tags.append(member_tag)
-            out_samples.append(Sample(value, sample.quality, sample.ts))
+            values.append(value)
+            qualities.append(quality)
+            stamps.append(ts)
 
-        for tag, sample in zip(tags, samples, strict=True):
-            if isinstance(sample.value, dict):
-                walk(tag, tag.name, sample.value, sample)
-            else:
-                out_tags.append(tag)
-                out_samples.append(sample)
-        return out_tags, out_samples
+        given = samples.stamps or [None] * len(samples)
+        for row in zip(tags, samples.values, samples.qualities, given, strict=True):
+            walk(row[0], row[0].name, *row[1:])
+        return out_tags, Samples(values, qualities, stamps)
 
     def _advance(self, due: list[ScanGroup], now: float) -> None:
         """Move scanned groups to their next tick; ticks already missed are skipped and counted."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from functools import cache
-from operator import itemgetter
+from operator import eq, itemgetter
 from typing import Literal
 
 ByteOrder = Literal["ABCD", "CDAB", "BADC", "DCBA", "ABCDEFGH", "GHEFCDAB", "BADCFEHG", "HGFEDCBA"]
@@ -140,6 +140,41 @@ def shortest_float32(value: float, packed: bytes) -> float:
         if struct.pack(">f", candidate) == packed:
             return candidate
     return value
+
+
+def shortest_float32s(values: list[float]) -> list[float]:
+    """:func:`shortest_float32` for many values at once: each step is one C-level pass."""
+    result = list(values)
+    todo = list(range(len(values)))
+    for digits in (7, 8):  # 9 digits always round-trip a float32
+        if not todo:
+            return result
+        wanted = [values[k] for k in todo]
+        text, pack, bits = _float32_batch(digits, len(wanted))
+        candidates = list(map(float, (text % tuple(wanted)).split(",")))
+        exact = map(eq, bits(pack(*candidates)), bits(pack(*wanted)))
+        left = []
+        for k, candidate, ok in zip(todo, candidates, exact, strict=True):
+            if ok:
+                result[k] = candidate
+            else:
+                left.append(k)
+        todo = left
+    for k in todo:
+        result[k] = float(f"{values[k]:.9g}")
+    return result
+
+
+@cache
+def _float32_batch(
+    digits: int, n: int
+) -> tuple[str, Callable[..., bytes], Callable[[bytes], tuple[int, ...]]]:
+    """For n values: their format at ``digits`` significant digits, float32 packing, raw bits."""
+    return (
+        ",".join([f"%.{digits}g"] * n),
+        struct.Struct(f">{n}f").pack,
+        struct.Struct(f">{n}I").unpack,
+    )
 
 
 def encode(

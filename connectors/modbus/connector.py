@@ -16,9 +16,11 @@ from connectors.modbus.config import ModbusSource, ModbusTag
 from connectors.modbus.decode import RequestDecoder
 from connectors.modbus.plan import ReadRequest, plan_reads
 from gateway.errors import ConnectionLost, DeviceError
-from gateway.models import BAD_SAMPLE, Sample, Value
+from gateway.models import Quality, Samples, Value
 
 log = logging.getLogger(__name__)
+
+_GOOD, _BAD = Quality.GOOD, Quality.BAD  # looked up once: enum attributes are slow
 
 EXCEPTION_NAMES = {
     1: "illegal function",
@@ -102,7 +104,7 @@ class ModbusConnector:
             )
         self._client = client
 
-    async def read(self, tags: Sequence[ModbusTag]) -> list[Sample]:
+    async def read(self, tags: Sequence[ModbusTag]) -> Samples:
         """Read the tags once; a refused request marks only its own tags bad."""
         # The runtime passes the same list object for the same scan group every time; the
         # cache keeps that list alive, so its id cannot be reused by another list.
@@ -120,7 +122,9 @@ class ModbusConnector:
                 self._plans.clear()
                 self._decoders.clear()
             self._plans[id(tags)] = (tags, plan)
-        samples: list[Sample] = [BAD_SAMPLE] * len(tags)
+        # Columns, not a Sample object per tag: this runs for every tag on every scan.
+        values: list[Value] = [None] * len(tags)
+        qualities = [_BAD] * len(tags)
         for n, request in enumerate(plan):
             if n and self.source.request_delay:
                 await asyncio.sleep(self.source.request_delay)
@@ -133,18 +137,21 @@ class ModbusConnector:
             bits = request.table in ("coil", "discrete")
             blob = b"" if bits else block_bytes(words)
             decoder = self._decoder(request)
-            # map(): a Sample per tag without a Python-level loop body (quality defaults to good)
-            good = map(Sample, decoder.values(words, blob))
-            for index, sample in zip(decoder.indices, good, strict=True):
-                samples[index] = sample
+            decoded = decoder.values(words, blob)
+            if decoder.span is not None:  # the usual case: the request's tags are adjacent
+                values[decoder.span] = decoded
+                qualities[decoder.span] = decoder.all_good
+            else:
+                for index, value in zip(decoder.indices, decoded, strict=True):
+                    values[index], qualities[index] = value, _GOOD
             for index, tag, read_tag in decoder.others:
                 try:
-                    samples[index] = Sample(read_tag(words, blob))
+                    values[index], qualities[index] = read_tag(words, blob), _GOOD
                 except (ValueError, IndexError, struct.error) as exc:  # e.g. a short reply
                     log.warning(
                         "%s: %s: cannot decode %s: %s", self.source.name, tag.name, tag.address, exc
                     )
-        return samples
+        return Samples(values, qualities)
 
     def _decoder(self, request: ReadRequest) -> RequestDecoder:
         decoder = self._decoders.get(id(request))

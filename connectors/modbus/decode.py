@@ -17,11 +17,11 @@ from connectors.modbus.codec import (
     STRUCT_CODES,
     ByteOrder,
     permutation,
-    shortest_float32,
+    shortest_float32s,
     value_reader,
 )
 from connectors.modbus.config import ModbusTag
-from gateway.models import Value
+from gateway.models import Quality, Value
 
 # One tag's value from a request's reply: (registers or bits, the block's wire bytes).
 TagReader = Callable[[list[int], bytes], Value]
@@ -71,11 +71,12 @@ class RequestDecoder:
     ) -> None:
         self.indices: list[int] = []  # the bulk-decoded tags, in the order of `_unpack`'s values
         self._float32: list[int] = []  # positions among them that want the shortest decimal
-        self._offsets: list[int] = []  # their canonical byte offsets (for float32 exactness)
         self._scaled: list[tuple[int, ModbusTag]] = []
         self._unpack: Callable[[bytes], tuple[int | float, ...]] | None = None
         self._permute: Callable[[bytes], tuple[int, ...]] | None = None
         self.others: list[tuple[int, ModbusTag, TagReader]] = []  # decoded one by one
+        self.span: slice | None = None  # where `indices` lie in the scan when they are adjacent
+        self.all_good: list[Quality] = []  # the qualities of that span
         if bits:
             self.others = [(i, t, tag_reader(t, start, order)) for i, t in members]
             return
@@ -107,13 +108,16 @@ class RequestDecoder:
             perm.extend(offset + p for p in permutation(tag.byte_order or order, width))
             if tag.data_type == "float32":
                 self._float32.append(len(self.indices))
-                self._offsets.append(offset)
             if tag.scaled:
                 self._scaled.append((len(self.indices), tag))
             self.indices.append(index)
             end = offset + width
         if not self.indices:
             return
+        first = self.indices[0]
+        if self.indices == list(range(first, first + len(self.indices))):
+            self.span = slice(first, first + len(self.indices))
+            self.all_good = [Quality.GOOD] * len(self.indices)
         self._unpack = struct.Struct("".join(fmt)).unpack_from
         if perm != list(range(end)):
             self._permute = itemgetter(*perm)
@@ -124,8 +128,14 @@ class RequestDecoder:
             return []
         canonical = bytes(self._permute(blob)) if self._permute is not None else blob
         values = list(self._unpack(canonical))
-        for n, offset in zip(self._float32, self._offsets, strict=True):
-            values[n] = shortest_float32(values[n], canonical[offset : offset + 4])
+        if self._float32:
+            self._shorten(values)
         for n, tag in self._scaled:
             values[n] = scaled(tag, values[n])
         return values
+
+    def _shorten(self, values: list[int | float]) -> None:
+        """float32 values as their shortest decimals (25.85602, not 25.856021881103516)."""
+        short = shortest_float32s([values[n] for n in self._float32])
+        for n, value in zip(self._float32, short, strict=True):
+            values[n] = value

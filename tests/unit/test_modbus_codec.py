@@ -174,3 +174,17 @@ def test_the_fast_reader_reads_strings() -> None:
 
     blob = block_bytes([0, 0x4548, 0x4C4C, 0x004F])
     assert value_reader("string", "BADC", 1, 3)(blob) == "HELLO"
+
+
+def test_shortest_float32s_agrees_with_one_at_a_time() -> None:
+    from connectors.modbus.codec import shortest_float32, shortest_float32s
+
+    rng = random.Random("shortest")
+    packed = [rng.getrandbits(32).to_bytes(4, "big") for _ in range(5000)]
+    packed += [struct.pack(">f", v) for v in (0.1, 21.5, -0.0, 3.4028234663852886e38, 1e-45)]
+    values = [struct.unpack(">f", p)[0] for p in packed]
+    got = shortest_float32s(values)
+    for value, p, short in zip(values, packed, got, strict=True):
+        expected = shortest_float32(value, p)
+        assert short == expected or (short != short and expected != expected), p.hex()
+    assert len({len(repr(v)) for v in got}) > 3  # really a mix of 7, 8 and 9 digits

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.models import Quality, Sample
+from gateway.models import Quality
 from gateway.report import ExceptionReporter
 from gateway.schema import TagBase
 
@@ -15,7 +15,7 @@ def tag(**kw: Any) -> TagBase:
 
 def run(t: TagBase, steps: list[tuple[float, Any, Quality]]) -> list[bool]:
     rep = ExceptionReporter()
-    return [bool(rep.select([t], [Sample(v, q)], now)) for now, v, q in steps]
+    return [bool(rep.select([t], [v], [q], now)) for now, v, q in steps]
 
 
 G, B = Quality.GOOD, Quality.BAD
