@@ -8,6 +8,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, cast
 
 from connectors.base import Connector, Subscriber
@@ -74,7 +75,7 @@ class SourceRunner:
         self._latest: dict[int, Sample] = {}  # subscription mode: last sample of each tag
         self._combos: dict[tuple[int, ...], list[TagBase]] = {}
         self._members: dict[str, TagBase] = {}  # structure members, named tag.member.sub
-        self._names: dict[int, tuple[Sequence[TagBase], ScanTags]] = {}  # by id() of a tag list
+        self._names: dict[int, tuple[Sequence[TagBase], ScanTags, bool]] = {}  # by id() of a list
 
     def stop(self) -> None:
         """Ask the scan loop to end at its next tick (the task is also cancelled)."""
@@ -223,22 +224,26 @@ class SourceRunner:
             samples = Samples(
                 [s.value for s in samples], [s.quality for s in samples], [s.ts for s in samples]
             )
-        if any(isinstance(v, dict) for v in samples.values):
+        if any(map(isinstance, samples.values, repeat(dict))):
             tags, samples = self._flatten(tags, samples)
             whole = False
         values, qualities, stamps = samples.values, samples.qualities, samples.stamps
-        chosen = self._reporter.select(tags, values, qualities, tick)
+        names, always = self._scan_tags(tags) if whole else (None, False)
+        if always:  # report: always on every tag of the scan: nothing to select
+            chosen: Sequence[int] = range(len(values))
+        else:
+            chosen = self._reporter.select(tags, values, qualities, tick)
         if not chosen:
             return
         if len(chosen) < len(values):
             tags = [tags[i] for i in chosen]
             values, qualities = [values[i] for i in chosen], [qualities[i] for i in chosen]
             stamps = None if stamps is None else [stamps[i] for i in chosen]
-            whole = False
+            names = None
         batch = Batch.of_columns(
             self.source.name,
             wall_ms,
-            self._scan_tags(tags) if whole else [t.name for t in tags],
+            names if names is not None else [t.name for t in tags],
             values,
             qualities,
             [wall_ms] * len(values)
@@ -250,14 +255,16 @@ class SourceRunner:
         self.stats.readings += len(batch)
         self.emit(batch)
 
-    def _scan_tags(self, tags: Sequence[TagBase]) -> ScanTags:
-        """The names of a scan's tag list, one object per list (lists are reused per group)."""
+    def _scan_tags(self, tags: Sequence[TagBase]) -> tuple[ScanTags, bool]:
+        """A scan tag list's names, made once per list (lists are reused per group), and
+        whether every one of its tags says ``report: always``."""
         cached = self._names.get(id(tags))
         if cached is None or cached[0] is not tags:
             if len(self._names) >= 64:  # a caller that builds new lists each time: stay bounded
                 self._names.clear()
-            cached = self._names[id(tags)] = (tags, ScanTags(t.name for t in tags))
-        return cached[1]
+            always = all(t.report == "always" for t in tags)
+            cached = self._names[id(tags)] = (tags, ScanTags(t.name for t in tags), always)
+        return cached[1], cached[2]
 
     def _flatten(self, tags: Sequence[TagBase], samples: Samples) -> tuple[list[TagBase], Samples]:
         """A structure (e.g. a Logix UDT) is published as its members: ``recipe.speed``."""

@@ -70,6 +70,33 @@ async def test_seq_increases_by_one_per_reading_and_continues_from_last_seq() ->
     assert all(b.first_seq == b.readings[0].seq for b in batches)
 
 
+async def test_report_always_and_on_change_in_one_scan() -> None:
+    everything: list[Batch] = []
+    always = tags({"name": "a", "report": "always"}, {"name": "b", "report": "always"})
+    await run_for(
+        SourceRunner(source(), always, FakeDevice(), everything.append), lambda: len(everything) > 3
+    )
+    # every tag every scan, with that scan's value (the fake device counts its reads)
+    for n, batch in enumerate(everything[:4], 1):
+        assert [(r.tag, r.value) for r in batch.readings] == [("a", n), ("b", n)]
+
+    some: list[Batch] = []
+    device = FakeDevice()
+    mixed = tags({"name": "a", "report": "always"}, {"name": "b", "heartbeat": "1h"})
+    runner = SourceRunner(source(), mixed, device, some.append)
+    device.value = -1  # ... and then 0, 0, 0: the on_change tag reports its first value only
+    read = device.read
+
+    async def unchanging(t: Sequence[TagBase]) -> list[Sample]:
+        samples = await read(t)
+        device.value = max(device.value - 1, -1)
+        return samples
+
+    device.read = unchanging  # type: ignore[method-assign]
+    await run_for(runner, lambda: len(some) > 3)
+    assert [[r.tag for r in b.readings] for b in some[:4]] == [["a", "b"], ["a"], ["a"], ["a"]]
+
+
 async def test_lost_device_marks_tags_bad_once_then_recovers() -> None:
     batches: list[Batch] = []
     device = FakeDevice()
