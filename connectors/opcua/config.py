@@ -20,6 +20,9 @@ NodeId = Annotated[
 
 Policy = Literal["None", "Basic256Sha256", "Aes128Sha256RsaOaep"]
 DEFAULT_PORT = 4840
+# Longest default publishing interval: a sampled change leaves the server within this, whatever
+# the scan. Costs nothing when values are still (no change, no publish response).
+MAX_DEFAULT_PUBLISHING = 0.1
 
 
 class OpcUaSecurity(Strict):
@@ -82,14 +85,21 @@ class OpcUaTag(TagBase):
 
 
 class OpcUaSource(SourceBase, Credentials):
-    """One OPC UA server session."""
+    """One OPC UA server session.
+
+    The user identity is anonymous, ``username`` with a password, or a user certificate
+    (``user_cert_file`` and ``user_key_file``: an X509 identity token, signed with that key).
+    """
 
     protocol: Literal["opcua"]
     url: str
     security: OpcUaSecurity = OpcUaSecurity()
+    user_cert_file: Path | None = None  # X509 user identity: the user's certificate (DER/PEM)
+    user_key_file: Path | None = None  # and its private key (PEM/DER, not encrypted)
     subscribe: bool = True  # monitored items; false: poll with bulk reads every scan
     sampling_interval: Duration | None = None  # default: each tag's scan
-    publishing_interval: Duration | None = None  # default: the fastest sampling interval
+    # Default: the fastest sampling interval, at most MAX_DEFAULT_PUBLISHING.
+    publishing_interval: Duration | None = None
     queue_size: int = Field(default=1, ge=1, le=10_000)
     max_nodes_per_read: int = Field(default=500, ge=1, le=100_000)
     watchdog: Duration = 5.0  # how often a subscribed session proves it is alive
@@ -111,6 +121,32 @@ class OpcUaSource(SourceBase, Credentials):
             raise ValueError(f"{url!r}: {exc}") from exc
         return url
 
+    @model_validator(mode="after")
+    def _identity(self) -> OpcUaSource:
+        if (self.user_cert_file is None) != (self.user_key_file is None):
+            raise ValueError("set both user_cert_file and user_key_file, or neither")
+        if self.user_cert_file is None:
+            return self
+        if self.username:
+            raise ValueError("user_cert_file and username are two user identities: set one of them")
+        if not self.security.secure:
+            # asyncua signs the user token with the channel's policy over the server's
+            # certificate, which a session without security does not have.
+            raise ValueError(
+                "user_cert_file needs a secured session: set security.policy "
+                "(Basic256Sha256 or Aes128Sha256RsaOaep)"
+            )
+        return self
+
+    @property
+    def identity(self) -> str:
+        """Who the session logs in as, for messages: anonymous, a user name or a certificate."""
+        if self.user_cert_file is not None:
+            return f"user certificate {self.user_cert_file}"
+        if self.username:
+            return f"user {self.username!r}"
+        return "anonymous login"
+
     @property
     def host(self) -> str:
         """Server host name."""
@@ -129,4 +165,5 @@ class OpcUaSource(SourceBase, Credentials):
         """Seconds between the server's publish responses in subscription mode."""
         if self.publishing_interval is not None:
             return self.publishing_interval
-        return min(self.sampling_for(t) for t in (tags or self.tags))
+        fastest = min(self.sampling_for(t) for t in (tags or self.tags))
+        return min(fastest, MAX_DEFAULT_PUBLISHING)

@@ -21,7 +21,7 @@ from connectors.base import Deliver
 from connectors.opcua.config import OpcUaSource, OpcUaTag
 from connectors.opcua.nodeid import NodeRef
 from connectors.opcua.resolve import UnknownNamespace, node_id, resolve
-from connectors.opcua.security import apply_security
+from connectors.opcua.security import apply_security, describe_user_certificate
 from connectors.opcua.status import StatusLog
 from connectors.opcua.values import status_name, to_sample
 from gateway.errors import ConnectionLost, DeviceError, SourceError
@@ -137,7 +137,7 @@ class OpcUaConnector:
                     )
         except SourceError as exc:
             await _abandon(client)
-            explained = _explain(str(exc), src)
+            explained = _explain(str(exc), src, client)
             if isinstance(exc, ConnectionLost) and explained == str(exc):
                 raise  # e.g. UntrustedServer: its message says what to do already
             raise ConnectionLost(explained) from exc
@@ -379,13 +379,25 @@ def _state_name(state: object) -> str:
         return str(state)
 
 
-def _explain(message: str, source: OpcUaSource) -> str:
+def _explain(message: str, source: OpcUaSource, client: Client) -> str:
     """Turn the status names that block a session into what to do about them."""
+    user_cert = client.user_certificate if source.user_cert_file is not None else None
     if "BadCertificate" in message or "BadSecurityChecksFailed" in message:
+        if user_cert is not None:
+            return (
+                f"{message} (the server refused our client certificate or the user certificate "
+                f"{source.user_cert_file} ({describe_user_certificate(user_cert)}): "
+                "trust them on the server)"
+            )
         return f"{message} (the server refused our client certificate: trust it on the server)"
     if "BadUserAccessDenied" in message or "BadIdentityToken" in message:
-        who = f"user {source.username!r}" if source.username else "anonymous login"
-        return f"{message} (the server refused {who})"
+        if user_cert is not None:
+            return (
+                f"{message} (the server refused {source.identity} "
+                f"({describe_user_certificate(user_cert)}): it must be registered as a user "
+                "on the server)"
+            )
+        return f"{message} (the server refused {source.identity})"
     return message
 
 

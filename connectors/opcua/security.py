@@ -17,11 +17,22 @@ from asyncua.crypto.security_policies import (
     SecurityPolicyBasic256Sha256,
 )
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_der_private_key,
+    load_pem_private_key,
+)
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from connectors.opcua.config import OpcUaSecurity, OpcUaSource
-from connectors.opcua.trust import check_server_certificate, first_certificate, load_certificate
+from connectors.opcua.trust import (
+    check_server_certificate,
+    first_certificate,
+    load_certificate,
+    thumbprint,
+)
 from gateway.errors import ConnectionLost
 
 log = logging.getLogger(__name__)
@@ -33,6 +44,28 @@ POLICIES: dict[str, type[SecurityPolicy]] = {
 MODES = {
     "Sign": ua.MessageSecurityMode.Sign,
     "SignAndEncrypt": ua.MessageSecurityMode.SignAndEncrypt,
+}
+
+
+def policy_name(uri: str) -> str:
+    """The YAML name of a security policy URI (its URI fragment when the YAML has none)."""
+    for name, policy in POLICIES.items():
+        if uri == policy.URI:
+            return name
+    return uri.rsplit("#", 1)[-1]
+
+
+def endpoint_name(endpoint: ua.EndpointDescription) -> str:
+    """``Policy/Mode`` as the YAML spells them, e.g. ``Basic256Sha256/Sign`` or ``None/None``."""
+    mode = endpoint.SecurityMode.name.rstrip("_")  # asyncua spells the None mode None_
+    return f"{policy_name(endpoint.SecurityPolicyUri)}/{mode}"
+
+
+TOKEN_NAMES = {
+    ua.UserTokenType.Anonymous: "anonymous",
+    ua.UserTokenType.UserName: "username",
+    ua.UserTokenType.Certificate: "user certificate",
+    ua.UserTokenType.IssuedToken: "issued token",
 }
 
 
@@ -76,6 +109,59 @@ def own_certificate(directory: Path, source: str, application_uri: str) -> tuple
     return cert_path, key_path
 
 
+def load_user_identity(
+    cert_file: Path, key_file: Path
+) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+    """A user certificate and its RSA key (PEM or DER each); ConnectionLost says what is wrong."""
+    try:
+        cert = load_certificate(cert_file.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConnectionLost(f"cannot load user_cert_file {cert_file}: {exc}") from exc
+    try:
+        data = key_file.read_bytes()
+        pem = data.lstrip().startswith(b"-----BEGIN")
+        key = load_pem_private_key(data, None) if pem else load_der_private_key(data, None)
+    except (OSError, ValueError, TypeError) as exc:
+        # TypeError: the key is encrypted, and there is no key password to give.
+        raise ConnectionLost(f"cannot load user_key_file {key_file}: {exc}") from exc
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ConnectionLost(f"user_key_file {key_file}: OPC UA user certificates need an RSA key")
+    spki = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    if key.public_key().public_bytes(*spki) != cert.public_key().public_bytes(*spki):
+        raise ConnectionLost(
+            f"user_key_file {key_file} is not the key of user_cert_file {cert_file}"
+        )
+    return cert, key
+
+
+def describe_user_certificate(cert: x509.Certificate) -> str:
+    """Subject and thumbprint: what a server administrator needs to find the certificate."""
+    der = cert.public_bytes(Encoding.DER)
+    return f"{cert.subject.rfc4514_string()}, SHA-1 {thumbprint(der)}"
+
+
+def identity_token(source: OpcUaSource) -> ua.UserTokenType:
+    """The kind of user identity token the source logs in with."""
+    if source.user_cert_file is not None:
+        return ua.UserTokenType.Certificate
+    if source.username:
+        return ua.UserTokenType.UserName
+    return ua.UserTokenType.Anonymous
+
+
+def check_identity_offered(endpoint: ua.EndpointDescription, source: OpcUaSource) -> None:
+    """Refuse early, by name, an identity the chosen endpoint does not accept."""
+    offered = [t.TokenType for t in endpoint.UserIdentityTokens or []]
+    wanted = identity_token(source)
+    if offered and wanted not in offered:
+        sec = source.security
+        accepted = ", ".join(dict.fromkeys(TOKEN_NAMES.get(t, str(t)) for t in offered))
+        raise ConnectionLost(
+            f"{source.url}: its {sec.policy}/{sec.mode} endpoint does not accept "
+            f"{TOKEN_NAMES[wanted]} logins; it accepts: {accepted}"
+        )
+
+
 async def apply_security(client: Client, source: OpcUaSource) -> None:
     """Set identity and message security on a client before it connects.
 
@@ -87,6 +173,12 @@ async def apply_security(client: Client, source: OpcUaSource) -> None:
         client.set_user(source.username)
         if secret is not None:
             client.set_password(secret)
+    if source.user_cert_file is not None and source.user_key_file is not None:
+        # Set directly rather than through load_client_certificate/load_private_key: those
+        # tell PEM from DER by the file name's extension only.
+        client.user_certificate, client.user_private_key = await asyncio.to_thread(
+            load_user_identity, source.user_cert_file, source.user_key_file
+        )
     sec = source.security
     client.application_uri = await client_application_uri(source.name, sec)
     if not sec.secure:
@@ -98,13 +190,12 @@ async def apply_security(client: Client, source: OpcUaSource) -> None:
         (e for e in endpoints if e.SecurityPolicyUri == policy.URI and e.SecurityMode == mode), None
     )
     if chosen is None:
-        offered = sorted(
-            {f"{e.SecurityPolicyUri.rsplit('#', 1)[-1]}/{e.SecurityMode.name}" for e in endpoints}
-        )
+        offered = sorted({endpoint_name(e) for e in endpoints})
         raise ConnectionLost(
             f"{source.url} offers no {sec.policy}/{sec.mode} endpoint; it offers: "
             + ", ".join(offered)
         )
+    check_identity_offered(chosen, source)
     server_der = first_certificate(chosen.ServerCertificate or b"")
     if sec.insecure:
         log.warning(

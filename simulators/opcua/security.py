@@ -1,4 +1,4 @@
-"""Security for the OPC UA simulator: a self-signed certificate and a password check."""
+"""Security for the OPC UA simulator: a self-signed certificate, password and certificate users."""
 
 from __future__ import annotations
 
@@ -23,11 +23,12 @@ if TYPE_CHECKING:
     from asyncua.server.internal_server import InternalServer
 
 
-class PasswordUserManager(UserManager):
-    """Accept exactly the configured username/password pairs and nobody else."""
+class PlantUserManager(UserManager):
+    """Accept exactly the configured username/password pairs and user certificates."""
 
-    def __init__(self, users: Mapping[str, str]) -> None:
+    def __init__(self, users: Mapping[str, str], certificates: Mapping[bytes, str]) -> None:
         self._users = dict(users)
+        self._certificates = dict(certificates)  # DER -> user name
 
     def get_user(
         self,
@@ -36,14 +37,33 @@ class PasswordUserManager(UserManager):
         password: str | None = None,
         certificate: Any = None,
     ) -> User | None:
-        """Return a plain user for a matching pair, None (access denied) otherwise."""
-        expected = self._users.get(username or "")
-        if expected is None or password is None:
-            return None
-        # Constant-time compare: cheap, and keeps the simulator from teaching bad habits.
-        if not hmac.compare_digest(expected.encode(), password.encode()):
-            return None
-        return User(role=UserRole.User, name=username)
+        """Return a plain user for a known pair or certificate, None (access denied) otherwise."""
+        if username is not None:
+            expected = self._users.get(username)
+            if expected is None or password is None:
+                return None
+            # Constant-time compare: cheap, and keeps the simulator from teaching bad habits.
+            if not hmac.compare_digest(expected.encode(), password.encode()):
+                return None
+            return User(role=UserRole.User, name=username)
+        # asyncua has checked the X509 token's signature by now. It passes the channel's client
+        # certificate here for other tokens too; anonymous ones never get this far, because
+        # a simulator with users offers no anonymous token.
+        name = self._certificates.get(bytes(certificate)) if certificate else None
+        return User(role=UserRole.User, name=name) if name is not None else None
+
+
+def load_user_certificates(paths: Mapping[str, Path]) -> dict[bytes, str]:
+    """User name per certificate (DER), from PEM or DER files."""
+    found: dict[bytes, str] = {}
+    for name, path in paths.items():
+        data = path.read_bytes()
+        if data.lstrip().startswith(b"-----BEGIN"):
+            cert = x509.load_pem_x509_certificate(data)
+        else:
+            cert = x509.load_der_x509_certificate(data)
+        found[cert.public_bytes(Encoding.DER)] = name
+    return found
 
 
 def make_certificate(cert_dir: Path, host: str) -> tuple[Path, Path]:

@@ -13,7 +13,7 @@ from asyncua.server.server import Server
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
 
-from simulators.opcua.security import PasswordUserManager, make_certificate
+from simulators.opcua.security import PlantUserManager, load_user_certificates, make_certificate
 from simulators.opcua.variables import (
     APPLICATION_URI,
     BAD_STATUS,
@@ -52,6 +52,20 @@ def _status(code: int) -> ua.StatusCode:
 
 _SERVER_STATUS = _node_id(ObjectIds.Server_ServerStatus)
 _CURRENT_TIME = _node_id(ObjectIds.Server_ServerStatus_CurrentTime)
+# The endpoints a secured simulator offers per policy name (the names the YAML uses).
+SECURED_ENDPOINTS: dict[str, tuple[ua.SecurityPolicyType, ...]] = {
+    "Basic256Sha256": (
+        ua.SecurityPolicyType.Basic256Sha256_Sign,
+        ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
+    ),
+    "Aes128Sha256RsaOaep": (
+        ua.SecurityPolicyType.Aes128Sha256RsaOaep_Sign,
+        ua.SecurityPolicyType.Aes128Sha256RsaOaep_SignAndEncrypt,
+    ),
+}
+# Longest run of writes without serving clients: publish responses go out while a big tick is
+# still being written, as a real server's would while it samples.
+WRITE_SLICE = 0.005
 
 
 class OpcUaSimulator:
@@ -67,16 +81,26 @@ class OpcUaSimulator:
         bulk_variables: int = 0,
         cert_dir: Path | None = None,
         users: Mapping[str, str] | None = None,
+        user_certificates: Mapping[str, Path] | None = None,
+        policies: Sequence[str] = ("Basic256Sha256",),
     ) -> None:
         """Configure; nothing listens until ``start()``.
 
-        ``cert_dir`` switches to Basic256Sha256 Sign and SignAndEncrypt endpoints only;
-        a non-empty ``users`` (name -> password) replaces anonymous logins with username ones.
+        ``cert_dir`` switches to Sign and SignAndEncrypt endpoints of ``policies`` only
+        (Basic256Sha256, Aes128Sha256RsaOaep). Logins are anonymous unless ``users``
+        (name -> password) or ``user_certificates`` (name -> certificate file, DER or PEM)
+        are given; then exactly those users, by password or by certificate, get in.
         """
         if interval <= 0:
             raise ValueError("interval must be positive")
         if bulk_variables < 0:
             raise ValueError("bulk_variables must be >= 0")
+        unknown = [p for p in policies if p not in SECURED_ENDPOINTS]
+        if unknown or not policies:
+            raise ValueError(f"policies: choose from {', '.join(SECURED_ENDPOINTS)}")
+        if user_certificates and cert_dir is None:
+            # The user token is signed over the server certificate: none, nothing to verify.
+            raise ValueError("user_certificates need a secured simulator (cert_dir)")
         self.host = host
         self.port = port
         self.interval = interval
@@ -84,6 +108,8 @@ class OpcUaSimulator:
         self.bulk_variables = bulk_variables
         self.cert_dir = cert_dir
         self.users = dict(users) if users is not None else None
+        self.user_certificates = dict(user_certificates or {})
+        self.policies = tuple(policies)
         self._bulk_names = bulk_names(bulk_variables)
         self._bulk_set = frozenset(self._bulk_names)
         self._vars = {v.name: v for v in PLANT_VARIABLES}
@@ -97,6 +123,7 @@ class OpcUaSimulator:
         self._held: dict[str, ua.DataValue] = {}  # held variables' values while they are forced Bad
         self._nodeids: dict[str, ua.NodeId] = {}  # built once: NodeId() is costly per write
         self._tick_no = 0
+        self._slice_started = 0.0  # loop time of the last yield while writing
         self._last_clock = -1
         # Ticks and set_bad() both write; the lock keeps a tick from undoing a fault half-way.
         self._lock = asyncio.Lock()
@@ -138,7 +165,10 @@ class OpcUaSimulator:
         """Build the address space, listen, and start moving the values."""
         if self._server is not None:
             raise RuntimeError("simulator already started")
-        server = Server(user_manager=PasswordUserManager(self.users) if self.users else None)
+        certificates = await asyncio.to_thread(load_user_certificates, self.user_certificates)
+        users = self.users or {}
+        manager = PlantUserManager(users, certificates) if users or certificates else None
+        server = Server(user_manager=manager)
         await server.init()
         server.set_endpoint(self.endpoint)
         server.set_server_name("plantgate OPC UA simulator")
@@ -215,7 +245,7 @@ class OpcUaSimulator:
                 elif name in self._vars:
                     await self._write_values(snapshot())
                 else:
-                    await self._write_bulk(_stamp())
+                    await self._write_bulk()
 
     def _is_held(self, name: str) -> bool:
         var = self._vars.get(name)
@@ -235,15 +265,14 @@ class OpcUaSimulator:
             cert_path, key_path = await asyncio.to_thread(make_certificate, cert_dir, host)
             await server.load_certificate(str(cert_path))
             await server.load_private_key(str(key_path))
-            server.set_security_policy(
-                [
-                    ua.SecurityPolicyType.Basic256Sha256_Sign,
-                    ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
-                ]
-            )
+            server.set_security_policy([t for p in self.policies for t in SECURED_ENDPOINTS[p]])
             self._cert_path = cert_path
-        token = ua.UserNameIdentityToken if self.users else ua.AnonymousIdentityToken
-        server.set_identity_tokens([token])
+        tokens: list[type] = []
+        if self.users:
+            tokens.append(ua.UserNameIdentityToken)
+        if self.user_certificates:
+            tokens.append(ua.X509IdentityToken)
+        server.set_identity_tokens(tokens or [ua.AnonymousIdentityToken])
 
     async def _build(self) -> None:
         server = self._require_server()
@@ -310,28 +339,23 @@ class OpcUaSimulator:
     async def _tick(self) -> None:
         async with self._lock:
             snap = snapshot()
+            self._slice_started = asyncio.get_running_loop().time()
             await self._write_values(snap)
             self._tick_no += 1
-            await self._write_bulk(_stamp(snap.t))
+            await self._write_bulk()
             await self._update_clock(snap.t)
 
-    async def _write_bulk(self, stamp: ua.DateTime) -> None:
+    async def _write_bulk(self) -> None:
         for i, name in enumerate(self._bulk_names):
             # Distinct per variable and different on every tick, so each one always changes.
-            await self._write(name, VT.Int32, (self._tick_no + i) % 2**31, stamp)
-            if i % 1000 == 999:
-                # Writes that nobody monitors never suspend; yield so clients are served.
-                await asyncio.sleep(0)
+            await self._write(name, VT.Int32, (self._tick_no + i) % 2**31)
 
     async def _write_values(self, snap: PlantSnapshot) -> None:
-        stamp = _stamp(snap.t)
         for var in PLANT_VARIABLES:
             if var.value is not None:
-                await self._write(var.name, var.vtype, var.value(snap), stamp)
+                await self._write(var.name, var.vtype, var.value(snap))
 
-    async def _write(
-        self, name: str, vtype: ua.VariantType, value: Any, stamp: ua.DateTime
-    ) -> None:
+    async def _write(self, name: str, vtype: ua.VariantType, value: Any) -> None:
         # Only changes are written, so a source timestamp says when the value last changed.
         if name in self._bad or self._last.get(name) == value:
             return
@@ -339,10 +363,19 @@ class OpcUaSimulator:
         nodeid = self._nodeids.get(name)
         if nodeid is None:
             nodeid = self._nodeids[name] = _node_id(name, self._ns)
+        # Stamped as the server takes the value, not when the tick began: a write costs ~0.1 ms
+        # per monitored item in asyncua, so a tick of thousands would otherwise age its last
+        # values by the whole tick before any client could see them.
+        now = _stamp()
         await self._require_server().write_attribute_value(
-            nodeid,
-            ua.DataValue(ua.Variant(value, vtype), SourceTimestamp=stamp, ServerTimestamp=stamp),
+            nodeid, ua.DataValue(ua.Variant(value, vtype), SourceTimestamp=now, ServerTimestamp=now)
         )
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._slice_started > WRITE_SLICE:
+            # Writes never suspend: without a yield the server could neither read requests
+            # nor publish until the whole tick is written.
+            await asyncio.sleep(0)
+            self._slice_started = loop.time()
 
     async def _update_clock(self, t: float) -> None:
         # Stands in for asyncua's disabled clock task: once a second, like the original.
@@ -360,9 +393,24 @@ class OpcUaSimulator:
         await server.write_attribute_value(_CURRENT_TIME, clock)
 
 
-async def serve_opcua(host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
-    """Run the plant OPC UA simulator on ``host:port`` until cancelled."""
-    sim = OpcUaSimulator(host, port)
+async def serve_opcua(
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    *,
+    cert_dir: Path | None = None,
+    users: Mapping[str, str] | None = None,
+    user_certificates: Mapping[str, Path] | None = None,
+    policies: Sequence[str] = ("Basic256Sha256",),
+) -> None:
+    """Run the plant OPC UA simulator on ``host:port`` until cancelled; security as in the class."""
+    sim = OpcUaSimulator(
+        host,
+        port,
+        cert_dir=cert_dir,
+        users=users,
+        user_certificates=user_certificates,
+        policies=policies,
+    )
     await sim.start()
     try:
         await asyncio.Event().wait()

@@ -61,9 +61,29 @@ def test_sampling_follows_the_tag_scan_and_publishing_the_fastest() -> None:
     )
     src = oven(text)
     assert [src.sampling_for(t) for t in src.tags] == [0.25, 1.0]
-    assert src.publishing() == 0.25
+    # At most 100 ms by default: a sampled change leaves the server soon, whatever the scan.
+    assert src.publishing() == 0.1
+    fast = oven(text.replace("scan: 250ms", "scan: 50ms"))
+    assert fast.publishing() == 0.05
     fixed = oven(text.replace("subscribe: true", "subscribe: true\n    sampling_interval: 2s"))
     assert [fixed.sampling_for(t) for t in fixed.tags] == [2.0, 2.0]
+    slow = oven(text.replace("subscribe: true", "subscribe: true\n    publishing_interval: 1s"))
+    assert slow.publishing() == 1.0
+
+
+def test_a_user_certificate_identity() -> None:
+    text = DESIGN.replace(
+        "    subscribe: true",
+        "    user_cert_file: /etc/pki/user.der\n    user_key_file: /etc/pki/user.pem\n"
+        "    subscribe: true",
+    )
+    src = oven(text)
+    assert (src.user_cert_file, src.user_key_file) == (
+        Path("/etc/pki/user.der"),
+        Path("/etc/pki/user.pem"),
+    )
+    assert src.identity == "user certificate /etc/pki/user.der"
+    assert oven(DESIGN).identity == "anonymous login"
 
 
 def test_credentials_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -128,6 +148,25 @@ def test_password_file(tmp_path: Path) -> None:
             "subscribe: true ",
             "subscribe: true\n    password: x ",
             "sources[0]: a password needs a username (c.yaml:4)",
+        ),
+        (
+            "subscribe: true ",
+            "subscribe: true\n    user_cert_file: u.der ",
+            "sources[0]: set both user_cert_file and user_key_file, or neither (c.yaml:4)",
+        ),
+        (
+            "subscribe: true ",
+            "subscribe: true\n    user_cert_file: u.der\n    user_key_file: u.pem\n"
+            "    username: op ",
+            "sources[0]: user_cert_file and username are two user identities: set one of them "
+            "(c.yaml:4)",
+        ),
+        (
+            "    security: {policy: Basic256Sha256, mode: SignAndEncrypt, cert_file: c.der, "
+            "key_file: k.pem}\n",
+            "    user_cert_file: u.der\n    user_key_file: u.pem\n",
+            "sources[0]: user_cert_file needs a secured session: set security.policy "
+            "(Basic256Sha256 or Aes128Sha256RsaOaep) (c.yaml:4)",
         ),
         (
             "{name: zone1_temp,",
