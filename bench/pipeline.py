@@ -201,9 +201,14 @@ def run_case(
 
 
 def bare_paho(work: Path, tags: int, layout: str, seconds: float = 10) -> float:
-    """Readings/s of a bare paho QoS 1 publisher sending the same messages from memory."""
+    """Readings/s of a bare paho QoS 1 publisher sending the same messages from memory.
+
+    The same subscriber listens as in the gateway's cases: only the publisher differs.
+    """
     broker = Mosquitto(work / f"bare-{layout}", persistence=False)
     broker.start()
+    sub = Subscriber(broker.port)
+    sub.start()
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bare")
     client.max_inflight_messages_set(0)  # paho's own limit walks every message per PUBACK
     client.connect("127.0.0.1", broker.port)
@@ -228,6 +233,7 @@ def bare_paho(work: Path, tags: int, layout: str, seconds: float = 10) -> float:
     finally:
         client.loop_stop()
         client.disconnect()
+        sub.stop()
         broker.stop()
 
 
