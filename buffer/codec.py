@@ -39,19 +39,12 @@ def pack(batch: Batch) -> bytes:
         columns = zip(batch.values, batch.qualities, batch.stamps, batch.seqs, strict=True)
         return (template % tuple(chain.from_iterable(columns))).encode()
     quoted = _QUOTED.get
-    isfinite = math.isfinite
-    parts = []
-    for tag, value, quality, ts, seq in zip(
-        batch.tags, batch.values, batch.qualities, batch.stamps, batch.seqs, strict=True
-    ):
-        kind = type(value)  # the common numbers inline; the rest as json_text writes them
-        if kind is int:
-            text = int.__repr__(value)
-        elif kind is float:
-            text = float.__repr__(value) if isfinite(value) else "null"  # type: ignore[arg-type]
-        else:
-            text = json_text(value)
-        parts.append(_READING % (quoted(tag) or _quoted(tag), text, quality, ts, seq))
+    parts = [
+        _READING % (quoted(tag) or _quoted(tag), json_text(value), quality, ts, seq)
+        for tag, value, quality, ts, seq in zip(
+            batch.tags, batch.values, batch.qualities, batch.stamps, batch.seqs, strict=True
+        )
+    ]
     return f"[{','.join(parts)}]".encode()
 
 
@@ -68,9 +61,9 @@ def _template(tags: ScanTags) -> str:
     if len(_TEMPLATES) >= _TEMPLATES_MAX:
         _TEMPLATES.clear()
     reading = '{"tag":%s,"value":%%r,"quality":"%%s","ts":%%d,"seq":%%d}'
-    holes = ",".join(reading % (_quoted(tag).replace("%", "%%")) for tag in tags)
-    _TEMPLATES[id(tags)] = (tags, f"[{holes}]")
-    return _TEMPLATES[id(tags)][1]
+    template = "[" + ",".join(reading % (_quoted(tag).replace("%", "%%")) for tag in tags) + "]"
+    _TEMPLATES[id(tags)] = (tags, template)
+    return template
 
 
 def _plain_numbers(values: list[Value]) -> bool:
