@@ -343,19 +343,25 @@ class Subscriber:
         now_ms = time.time() * 1000  # first: the time spent decoding is not the gateway's
         self.first.set()
         window = self.window
-        window.saw((msg.topic,))
+        if not window.ready.is_set():
+            body = json.loads(msg.payload)
+            window.saw([r.get("tag", msg.topic) for r in body.get("readings", [body])])
         if not window.open:
             return
         body = json.loads(msg.payload)
-        if body.get("historical") or body.get("quality") != "good":
+        if body.get("historical"):
             return
-        window.published += 1
-        window.latencies.append((now_ms - body["ts"]) / 1000)
+        for r in body.get("readings", [body]):  # per_batch: every reading of the message
+            if r.get("quality") == "good":
+                window.published += 1
+                window.latencies.append((now_ms - r["ts"]) / 1000)
 
 
 @contextlib.contextmanager
-def gateway_process(work: Path, url: str, count: int, subscribe: bool) -> Iterator[Any]:
-    """``plantgate run`` with the bench source, publishing per tag to a fresh mosquitto."""
+def gateway_process(
+    work: Path, url: str, count: int, subscribe: bool, layout: str
+) -> Iterator[Any]:
+    """``plantgate run`` with the bench source, publishing to a fresh mosquitto."""
     broker = Mosquitto(work / "broker", persistence=False)
     broker.start()
     config = {
@@ -364,7 +370,7 @@ def gateway_process(work: Path, url: str, count: int, subscribe: bool) -> Iterat
             "buffer": {"path": str(work / "buffer.db")},
             "metrics_interval": "5s",
         },
-        "mqtt": {"url": broker.url, "topic_prefix": PREFIX, "layout": "per_tag"},
+        "mqtt": {"url": broker.url, "topic_prefix": PREFIX, "layout": layout},
         "sources": [source_dict(url, count, subscribe)],
     }
     path = work / "config.yaml"
@@ -393,11 +399,12 @@ async def end_to_end(
     warmup: float,
     seconds: float,
     sim_pid: int,
+    layout: str,
 ) -> Window:
     """The gateway process end to end: source timestamp to arrival at an MQTT subscriber."""
     with (
         tempfile.TemporaryDirectory(prefix="bench-opcua-") as tmp,
-        gateway_process(Path(tmp), url, count, subscribe) as (broker, proc),
+        gateway_process(Path(tmp), url, count, subscribe, layout) as (broker, proc),
     ):
         assert broker.proc is not None
         others = {"simulator": sim_pid, "mosquitto": broker.proc.pid, "subscriber": os.getpid()}
@@ -462,12 +469,12 @@ async def main_async(args: argparse.Namespace) -> str:
                     )
                 if "mqtt" in args.stages:
                     windows["mqtt"] = await end_to_end(
-                        url, count, subscribe, args.warmup, args.seconds, sim.pid
+                        url, count, subscribe, args.warmup, args.seconds, sim.pid, args.layout
                     )
                 labels = {
                     "bare": "bare asyncua",
                     "runtime": "runtime",
-                    "mqtt": "gateway -> MQTT",
+                    "mqtt": f"gateway -> MQTT ({args.layout})",
                 }
                 results = {stage: w.row() for stage, w in windows.items()}
                 for stage, row in results.items():
@@ -527,6 +534,9 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=4.0)
+    parser.add_argument(
+        "--layout", choices=["per_tag", "per_batch"], default="per_tag", help="of the MQTT stage"
+    )
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

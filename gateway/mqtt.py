@@ -158,6 +158,12 @@ class MqttLink:
 
     def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         def watch() -> None:
+            if self.closed.done():
+                # connect() gave up on this link (timeout) before paho's thread got through:
+                # a late socket would log in with our client id and push out the next link.
+                with contextlib.suppress(OSError):
+                    sock.close()
+                return
             self._sock = sock
             with contextlib.suppress(ValueError, OSError):
                 self._loop.add_reader(sock, client.loop_read)
@@ -169,6 +175,8 @@ class MqttLink:
 
     def _on_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         def watch() -> None:
+            if self.closed.done():  # nothing is sent on a link that is over (not even CONNECT)
+                return
             with contextlib.suppress(ValueError, OSError):  # the socket closed in the meantime
                 self._loop.add_writer(sock, client.loop_write)
 
