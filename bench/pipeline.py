@@ -162,7 +162,7 @@ def run_case(
     case.mkdir()
     # Persistence: the subscriber's session (its queue) must outlive the broker's restart,
     # or what the gateway delivers before the subscriber is back would count as lost.
-    broker = Mosquitto(case / "broker", persistence=bool(outage))
+    broker = Mosquitto(case / "broker", persistence=bool(outage), autosave_interval=0)
     broker.start()
     sub = Subscriber(broker.port)
     sub.start()

@@ -47,12 +47,16 @@ class Mosquitto:
         persistence: bool = True,
         users: dict[str, str] | None = None,
         tls: tuple[Path, Path] | None = None,
+        autosave_interval: int = 1,
     ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.persistence = persistence
         self.users = users  # name -> password; anonymous clients are refused when set
         self.tls = tls  # (certificate, key) for a TLS listener
+        # Seconds between saves of the persistence file (0: only when stopped). Every second
+        # survives a SIGKILL; a benchmark queueing gigabytes needs the save at stop only.
+        self.autosave_interval = autosave_interval
         self.proc: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
 
@@ -97,7 +101,7 @@ class Mosquitto:
             lines += [
                 "persistence true",
                 f"persistence_location {self.workdir}/",
-                "autosave_interval 1",
+                f"autosave_interval {self.autosave_interval}",
             ]
         conf.write_text("\n".join(lines) + "\n")
         self.proc = subprocess.Popen(
