@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import logging
 import random
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from pymodbus.client import AsyncModbusTcpClient
@@ -22,7 +24,7 @@ from bench.common import CpuClock, free_port, peak_rss_mib, percentile, simulato
 from connectors.modbus.codec import encode
 from connectors.modbus.config import ModbusSource
 from connectors.modbus.connector import ModbusConnector
-from connectors.modbus.plan import plan_reads
+from connectors.modbus.plan import ReadRequest, plan_reads
 from gateway.models import Batch
 from gateway.runtime import SourceRunner
 
@@ -92,49 +94,56 @@ def tag_end(tags: list[dict[str, Any]], start: int) -> int:
     return start + sum(widths[t["type"]] for t in tags)
 
 
+@contextlib.asynccontextmanager
+async def raw_client(port: int) -> AsyncIterator[AsyncModbusTcpClient]:
+    """A bare pymodbus client, connected to the simulator."""
+    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=5, retries=0, reconnect_delay=0)
+    await client.connect()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+async def read_blocks(client: AsyncModbusTcpClient, blocks: list[ReadRequest]) -> None:
+    """Read the blocks back to back, without decoding."""
+    for block in blocks:
+        await client.read_holding_registers(block.start, count=block.count, device_id=1)
+
+
 async def write_plant_values(port: int, tags: list[dict[str, Any]], start: int = 1000) -> None:
     """Put :func:`plant_values` into the simulator's holding registers."""
     registers, _ = plant_values(tags, start)
-    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=5, retries=0, reconnect_delay=0)
-    await client.connect()
-    for at in range(0, len(registers), 120):
-        await client.write_registers(start + at, registers[at : at + 120], device_id=1)
-    client.close()
+    async with raw_client(port) as client:
+        for at in range(0, len(registers), 120):
+            await client.write_registers(start + at, registers[at : at + 120], device_id=1)
 
 
 async def raw_reference(
-    port: int, source: ModbusSource, scans: int, first_tick: float
+    port: int, blocks: list[ReadRequest], scans: int, first_tick: float
 ) -> tuple[list[float], float]:
     """Scan durations of the bare pymodbus client reading the same blocks back to back, once a
     second from ``first_tick`` (monotonic): between the gateway's own scans, so that both see
     the same machine at the same moments. CPU per scan is counted inside the scans only."""
-    plan = plan_reads(source.tags, unit_id=1, max_registers=125, max_gap=0)
-    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=5, retries=0, reconnect_delay=0)
-    await client.connect()
     durations, cpu = [], 0.0
     tick = first_tick
-    for _ in range(scans + 1):  # the first is a warm-up, like the gateway's
-        await asyncio.sleep(max(0.0, tick - time.monotonic()))
-        tick += 1.0
-        t0, c0 = time.perf_counter(), time.process_time()
-        for request in plan:
-            await client.read_holding_registers(request.start, count=request.count, device_id=1)
-        durations.append(time.perf_counter() - t0)
-        cpu += time.process_time() - c0
-    client.close()
+    async with raw_client(port) as client:
+        for _ in range(scans + 1):  # the first is a warm-up, like the gateway's
+            await asyncio.sleep(max(0.0, tick - time.monotonic()))
+            tick += 1.0
+            t0, c0 = time.perf_counter(), time.process_time()
+            await read_blocks(client, blocks)
+            durations.append(time.perf_counter() - t0)
+            cpu += time.process_time() - c0
     return durations[1:], cpu / (scans + 1)
 
 
-async def settle(port: int, source: ModbusSource, seconds: float = 5) -> None:
+async def settle(port: int, blocks: list[ReadRequest], seconds: float = 5) -> None:
     """Read for a while first: the simulator process is still starting up."""
-    plan = plan_reads(source.tags, unit_id=1, max_registers=125, max_gap=0)
-    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=5, retries=0, reconnect_delay=0)
-    await client.connect()
     until = time.monotonic() + seconds
-    while time.monotonic() < until:
-        for request in plan:
-            await client.read_holding_registers(request.start, count=request.count, device_id=1)
-    client.close()
+    async with raw_client(port) as client:
+        while time.monotonic() < until:
+            await read_blocks(client, blocks)
 
 
 async def gateway_scans(source: ModbusSource, scans: int) -> dict[str, Any]:
@@ -212,10 +221,10 @@ async def main_async(args: argparse.Namespace) -> str:
     with simulator_process(port):
         if args.data == "plant":
             await write_plant_values(port, tags)
-        await settle(port, source)
+        await settle(port, blocks)
         # The runtime's first tick is now; the raw client's half a second later.
         raw_task = asyncio.create_task(
-            raw_reference(port, source, args.scans, time.monotonic() + 0.5)
+            raw_reference(port, blocks, args.scans, time.monotonic() + 0.5)
         )
         gw = await gateway_scans(source, args.scans)
         raw, raw_cpu = await raw_task

@@ -11,7 +11,7 @@ import json
 import math
 from itertools import chain
 
-from gateway.models import Batch, Quality, Reading, ScanTags, Value, json_text
+from gateway.models import Batch, ByIdentity, Quality, Reading, ScanTags, Value, json_text
 
 _QUALITY = {q.value: q for q in Quality}
 
@@ -35,7 +35,7 @@ def pack(batch: Batch) -> bytes:
     # Formatted by hand from the batch's columns, not by json.dumps of one dict per reading:
     # this runs for every reading the gateway takes. Numbers are written exactly as json does.
     if isinstance(batch.tags, ScanTags) and _plain_numbers(batch.values):
-        template = _template(batch.tags)
+        template = _TEMPLATES.get(batch.tags, _template)
         columns = zip(batch.values, batch.qualities, batch.stamps, batch.seqs, strict=True)
         return (template % tuple(chain.from_iterable(columns))).encode()
     quoted = _QUOTED.get
@@ -48,22 +48,14 @@ def pack(batch: Batch) -> bytes:
     return f"[{','.join(parts)}]".encode()
 
 
-# A whole scan's array with holes for its values, per list of tag names a source reuses every
-# scan: one C-level format per batch instead of one Python step per reading.
-_TEMPLATES: dict[int, tuple[ScanTags, str]] = {}  # by id() of the list, which it keeps alive
-_TEMPLATES_MAX = 64
-
-
 def _template(tags: ScanTags) -> str:
-    cached = _TEMPLATES.get(id(tags))
-    if cached is not None and cached[0] is tags:
-        return cached[1]
-    if len(_TEMPLATES) >= _TEMPLATES_MAX:
-        _TEMPLATES.clear()
+    """A whole scan's array with holes for its values: one C-level format per batch."""
     reading = '{"tag":%s,"value":%%r,"quality":"%%s","ts":%%d,"seq":%%d}'
-    template = "[" + ",".join(reading % (_quoted(tag).replace("%", "%%")) for tag in tags) + "]"
-    _TEMPLATES[id(tags)] = (tags, template)
-    return template
+    return "[" + ",".join(reading % (_quoted(tag).replace("%", "%%")) for tag in tags) + "]"
+
+
+# Per list of tag names a source reuses every scan.
+_TEMPLATES: ByIdentity[ScanTags, str] = ByIdentity()
 
 
 def _plain_numbers(values: list[Value]) -> bool:

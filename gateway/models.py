@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from itertools import repeat
+from typing import Generic, TypeVar
 
 # What a tag value can be once decoded: JSON-friendly on purpose.
 Value = bool | int | float | str | None | list["Value"] | dict[str, "Value"]
@@ -98,6 +99,33 @@ class Reading:
     quality: Quality
     ts: int  # epoch ms
     seq: int
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class ByIdentity(Generic[K, V]):
+    """Work done once per object that is reused (a scan's tag list), found by identity.
+
+    Each key object is kept alive, so its id cannot be taken by another; bounded: a caller
+    that makes new objects every time only empties it now and then.
+    """
+
+    def __init__(self, limit: int = 64) -> None:
+        self._items: dict[int, tuple[K, V]] = {}
+        self._limit = limit
+
+    def get(self, key: K, make: Callable[[K], V]) -> V:
+        """The value made for ``key`` (this very object), making it on first sight."""
+        item = self._items.get(id(key))  # held here, no other object can have key's id
+        if item is not None:
+            return item[1]
+        if len(self._items) >= self._limit:
+            self._items.clear()
+        value = make(key)
+        self._items[id(key)] = (key, value)
+        return value
 
 
 class ScanTags(list[str]):

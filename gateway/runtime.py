@@ -14,7 +14,17 @@ from typing import Any, cast
 from connectors.base import Connector, Subscriber
 from gateway.backoff import backoff
 from gateway.errors import ConnectionLost
-from gateway.models import BAD_SAMPLE, Batch, Quality, Sample, Samples, ScanTags, Value, epoch_ms
+from gateway.models import (
+    BAD_SAMPLE,
+    Batch,
+    ByIdentity,
+    Quality,
+    Sample,
+    Samples,
+    ScanTags,
+    Value,
+    epoch_ms,
+)
 from gateway.report import ExceptionReporter
 from gateway.schema import SourceBase, TagBase
 
@@ -75,7 +85,7 @@ class SourceRunner:
         self._latest: dict[int, Sample] = {}  # subscription mode: last sample of each tag
         self._combos: dict[tuple[int, ...], list[TagBase]] = {}
         self._members: dict[str, TagBase] = {}  # structure members, named tag.member.sub
-        self._names: dict[int, tuple[Sequence[TagBase], ScanTags, bool]] = {}  # by id() of a list
+        self._names: ByIdentity[Sequence[TagBase], tuple[ScanTags, bool]] = ByIdentity()
 
     def stop(self) -> None:
         """Ask the scan loop to end at its next tick (the task is also cancelled)."""
@@ -228,7 +238,7 @@ class SourceRunner:
             tags, samples = self._flatten(tags, samples)
             whole = False
         values, qualities, stamps = samples.values, samples.qualities, samples.stamps
-        names, always = self._scan_tags(tags) if whole else (None, False)
+        names, always = self._names.get(tags, self._names_of) if whole else (None, False)
         if always:  # report: always on every tag of the scan: nothing to select
             chosen: Sequence[int] = range(len(values))
         else:
@@ -255,16 +265,10 @@ class SourceRunner:
         self.stats.readings += len(batch)
         self.emit(batch)
 
-    def _scan_tags(self, tags: Sequence[TagBase]) -> tuple[ScanTags, bool]:
-        """A scan tag list's names, made once per list (lists are reused per group), and
-        whether every one of its tags says ``report: always``."""
-        cached = self._names.get(id(tags))
-        if cached is None or cached[0] is not tags:
-            if len(self._names) >= 64:  # a caller that builds new lists each time: stay bounded
-                self._names.clear()
-            always = all(t.report == "always" for t in tags)
-            cached = self._names[id(tags)] = (tags, ScanTags(t.name for t in tags), always)
-        return cached[1], cached[2]
+    @staticmethod
+    def _names_of(tags: Sequence[TagBase]) -> tuple[ScanTags, bool]:
+        """A scan's tag names, and whether every one of its tags says ``report: always``."""
+        return ScanTags(t.name for t in tags), all(t.report == "always" for t in tags)
 
     def _flatten(self, tags: Sequence[TagBase], samples: Samples) -> tuple[list[TagBase], Samples]:
         """A structure (e.g. a Logix UDT) is published as its members: ``recipe.speed``."""

@@ -16,7 +16,7 @@ from connectors.modbus.config import ModbusSource, ModbusTag
 from connectors.modbus.decode import RequestDecoder
 from connectors.modbus.plan import ReadRequest, plan_reads
 from gateway.errors import ConnectionLost, DeviceError
-from gateway.models import Quality, Samples, Value
+from gateway.models import ByIdentity, Quality, Samples, Value
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +74,17 @@ def encode_tag(tag: ModbusTag, value: Value, order: ByteOrder) -> list[int]:
         raise ValueError(f"{tag.name}: {value!r} does not fit {data_type}") from exc
 
 
+# A scan's requests, each with the decoder of its reply.
+Plan = list[tuple[ReadRequest, RequestDecoder]]
+
+
 class ModbusConnector:
     """Reads tags from one Modbus TCP device, coalescing them into few requests."""
 
     def __init__(self, source: ModbusSource) -> None:
         self.source = source
         self._client: AsyncModbusTcpClient | None = None
-        self._plans: dict[int, tuple[Sequence[ModbusTag], list[ReadRequest]]] = {}
-        self._decoders: dict[int, RequestDecoder] = {}  # by id() of a planned request
+        self._plans: ByIdentity[Sequence[ModbusTag], Plan] = ByIdentity()
         # Requests failing now, by (unit, table, start), so changes are logged once.
         self._refused: dict[tuple[int, str, int], str] = {}
         self.requests_sent = 0
@@ -106,26 +109,12 @@ class ModbusConnector:
 
     async def read(self, tags: Sequence[ModbusTag]) -> Samples:
         """Read the tags once; a refused request marks only its own tags bad."""
-        # The runtime passes the same list object for the same scan group every time; the
-        # cache keeps that list alive, so its id cannot be reused by another list.
-        cached = self._plans.get(id(tags))
-        if cached is not None and cached[0] is tags:
-            plan = cached[1]
-        else:
-            plan = plan_reads(
-                tags,
-                unit_id=self.source.unit_id,
-                max_registers=self.source.max_registers_per_read,
-                max_gap=self.source.max_gap,
-            )
-            if len(self._plans) >= 64:  # a caller that builds new lists each time: stay bounded
-                self._plans.clear()
-                self._decoders.clear()
-            self._plans[id(tags)] = (tags, plan)
+        # The runtime passes the same list object for the same scan group every time.
+        plan = self._plans.get(tags, self._plan)
         # Columns, not a Sample object per tag: this runs for every tag on every scan.
         values: list[Value] = [None] * len(tags)
         qualities = [_BAD] * len(tags)
-        for n, request in enumerate(plan):
+        for n, (request, decoder) in enumerate(plan):
             if n and self.source.request_delay:
                 await asyncio.sleep(self.source.request_delay)
             try:
@@ -136,7 +125,6 @@ class ModbusConnector:
             self._note_refused(request, None)
             bits = request.table in ("coil", "discrete")
             blob = b"" if bits else block_bytes(words)
-            decoder = self._decoder(request)
             decoded = decoder.values(words, blob)
             if decoder.span is not None:  # the usual case: the request's tags are adjacent
                 values[decoder.span] = decoded
@@ -153,16 +141,19 @@ class ModbusConnector:
                     )
         return Samples(values, qualities)
 
-    def _decoder(self, request: ReadRequest) -> RequestDecoder:
-        decoder = self._decoders.get(id(request))
-        if decoder is None:
-            decoder = self._decoders[id(request)] = RequestDecoder(
-                request.start,
-                request.members,
-                self.source.byte_order,
-                bits=request.table in ("coil", "discrete"),
-            )
-        return decoder
+    def _plan(self, tags: Sequence[ModbusTag]) -> Plan:
+        """The fewest requests for the tags, each with its reply's decoder."""
+        requests = plan_reads(
+            tags,
+            unit_id=self.source.unit_id,
+            max_registers=self.source.max_registers_per_read,
+            max_gap=self.source.max_gap,
+        )
+        order = self.source.byte_order
+        return [
+            (r, RequestDecoder(r.start, r.members, order, bits=r.table in ("coil", "discrete")))
+            for r in requests
+        ]
 
     async def write(self, tag: ModbusTag, value: Value) -> None:
         """Write one tag's value (the caller has checked that writes are allowed)."""
