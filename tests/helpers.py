@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -43,6 +44,15 @@ async def async_wait_until(
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+PLANT_T = 1_700_000_000.0  # a fixed plant time keeps plant-driven simulator values exact
+
+
+def f32(value: float) -> float:
+    """``value`` rounded through a 32-bit REAL, as a controller stores it."""
+    result: float = struct.unpack("<f", struct.pack("<f", value))[0]
+    return result
 
 
 @dataclass

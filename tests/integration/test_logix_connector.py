@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import struct
 import threading
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -21,21 +20,11 @@ from gateway.models import Batch, Quality, Sample
 from gateway.runtime import SourceRunner
 from simulators.broker import free_port
 from simulators.logix import CipStatus, ExtStatus, LogixSimulator
+from simulators.logix.cip import Service
 from simulators.plant import snapshot
-from tests.helpers import async_wait_until
+from tests.helpers import PLANT_T, async_wait_until, f32
 
 pytestmark = pytest.mark.integration
-
-PLANT_T = 1_700_000_000.0  # a fixed plant time keeps plant-driven values exact
-MULTIPLE_SERVICE = 0x0A
-READ_TAG = 0x4C
-READ_FRAGMENTED = 0x52
-
-
-def f32(value: float) -> float:
-    """``value`` rounded through a 32-bit REAL, as the controller stores it."""
-    result: float = struct.unpack("<f", struct.pack("<f", value))[0]
-    return result
 
 
 @pytest.fixture
@@ -156,7 +145,7 @@ async def test_a_large_array_read_on_its_own(sim: LogixSimulator) -> None:
         after = sim.service_counts
     assert sample.quality is Quality.GOOD
     assert sample.value == [i * 0.25 for i in range(1000)]
-    assert delta(before, after).get(READ_FRAGMENTED, 0) >= 2
+    assert delta(before, after).get(Service.READ_TAG_FRAGMENTED, 0) >= 2
 
 
 async def test_strings_program_tags_bits_and_member_paths(sim: LogixSimulator) -> None:
@@ -238,7 +227,10 @@ async def test_one_scan_of_many_tags_is_one_multi_service_request(sim: LogixSimu
         served = delta(before, sim.service_counts)
         assert conn.requests_sent - sent == 1  # about 1,300 reply bytes: one 4,000-byte packet
     assert all(s.quality is Quality.GOOD for s in samples)
-    assert served == {MULTIPLE_SERVICE: 1, READ_TAG: len(tags)}  # each tag once, all embedded
+    assert served == {
+        Service.MULTIPLE_SERVICE_PACKET: 1,
+        Service.READ_TAG: len(tags),
+    }  # each tag once, all embedded
 
 
 async def test_unknown_tags_are_bad_and_reported_once(

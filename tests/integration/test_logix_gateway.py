@@ -12,11 +12,9 @@ from gateway.config import Config
 from simulators.broker import Mosquitto, free_port
 from simulators.logix import LogixSimulator
 from simulators.plant import snapshot
-from tests.helpers import Recorder, async_wait_until, running, seq_report
+from tests.helpers import PLANT_T, Recorder, async_wait_until, running, seq_report
 
 pytestmark = pytest.mark.integration
-
-PLANT_T = 1_700_000_000.0  # a fixed plant time keeps plant-driven values exact
 
 
 @pytest.fixture

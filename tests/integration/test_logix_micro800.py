@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import struct
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -13,23 +12,14 @@ from connectors.logix.connector import LogixConnector
 from gateway.models import Quality
 from simulators.broker import free_port
 from simulators.logix import LogixSimulator
-from simulators.logix.cip import PortSegment, Segment
+from simulators.logix.cip import PortSegment, Segment, Service
 from simulators.logix.connmgr import ForwardOpen
 from simulators.logix.identity import Identity
+from tests.helpers import PLANT_T, f32
 
 pytestmark = pytest.mark.integration
 
-PLANT_T = 1_700_000_000.0  # a fixed plant time keeps plant-driven values exact
 MICRO850 = Identity(product_name="2080-LC50-48QWB", revision=(12, 11), product_code=180)
-MULTIPLE_SERVICE = 0x0A
-READ_TAG = 0x4C
-READ_FRAGMENTED = 0x52
-
-
-def f32(value: float) -> float:
-    """``value`` rounded through a 32-bit REAL, as the controller stores it."""
-    result: float = struct.unpack("<f", struct.pack("<f", value))[0]
-    return result
 
 
 def delta(before: dict[int, int], after: dict[int, int]) -> dict[int, int]:
@@ -117,7 +107,7 @@ async def test_micro800_without_a_slot_reads_tags_one_by_one(
     assert len(forward_open_paths) == 1
     assert not any(isinstance(s, PortSegment) for s in forward_open_paths[0])
     # Micro800 mode: one Read Tag per known tag, no Multiple Service Packet.
-    assert served == {READ_TAG: len(tags) - 1}
+    assert served == {Service.READ_TAG: len(tags) - 1}
     assert requests == len(tags) - 1
     values: dict[str, Any] = {}
     for (name, address), sample in zip(tags, samples, strict=True):
@@ -167,5 +157,5 @@ async def test_micro800_reads_that_nearly_fill_the_connection(
     for k, sample in enumerate(samples):
         assert sample.value == [i * 0.25 for i in range(k, reals)]
     # Within a Read Tag reply's overhead of the connection size (n0 to n2), fragmented.
-    assert MULTIPLE_SERVICE not in served
-    assert served.get(READ_FRAGMENTED, 0) >= 3
+    assert Service.MULTIPLE_SERVICE_PACKET not in served
+    assert served.get(Service.READ_TAG_FRAGMENTED, 0) >= 3

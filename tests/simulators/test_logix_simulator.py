@@ -15,7 +15,9 @@ from pycomm3 import CommError, LogixDriver
 from pylogix import PLC
 
 from simulators.logix import CipStatus, ExtStatus, LogixSimulator, serve_logix
+from simulators.logix.cip import Service
 from simulators.plant import snapshot
+from tests.helpers import PLANT_T, f32
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
@@ -24,10 +26,6 @@ pytestmark = pytest.mark.integration
 
 T = TypeVar("T")
 
-PLANT_T = 1_700_000_000.0  # a fixed plant time keeps plant-driven values deterministic
-READ_FRAGMENTED = 0x52
-WRITE_FRAGMENTED = 0x53
-INSTANCE_ATTRIBUTE_LIST = 0x55
 CALL_TIMEOUT = 20.0
 
 
@@ -49,12 +47,6 @@ async def blocking(fn: Callable[..., T], *args: Any) -> T:
 def _close_quietly(driver: LogixDriver) -> None:
     with contextlib.suppress(CommError):
         driver.close()  # type: ignore[no-untyped-call]
-
-
-def f32(value: float) -> float:
-    """``value`` rounded through a 32-bit REAL, as the controller stores it."""
-    result: float = struct.unpack("<f", struct.pack("<f", value))[0]
-    return result
 
 
 @pytest.fixture
@@ -234,7 +226,7 @@ async def test_large_array_is_read_in_fragments(sim: LogixSimulator, plc: LogixD
     assert trend.value == [i * 0.25 for i in range(1000)]
     assert other.value == 123456
     # 4,000 bytes of data do not fit one 4,000-byte connection reply.
-    assert sim.service_counts[READ_FRAGMENTED] >= 2
+    assert sim.service_counts[Service.READ_TAG_FRAGMENTED] >= 2
 
 
 async def test_single_read_too_large_for_the_connection_answers_partial(
@@ -360,7 +352,7 @@ async def test_whole_udt_write(plc: LogixDriver) -> None:
 async def test_large_array_write_is_fragmented(sim: LogixSimulator, plc: LogixDriver) -> None:
     values = [float(-i) for i in range(1000)]
     assert (await blocking(plc.write, "Trend{1000}", values)).error is None
-    assert sim.service_counts[WRITE_FRAGMENTED] >= 2
+    assert sim.service_counts[Service.WRITE_TAG_FRAGMENTED] >= 2
     assert sim.get_tag("Trend") == values
 
 
@@ -500,11 +492,12 @@ async def test_small_forward_open_fallback_pages_and_fragments(clock: FakeClock)
     try:
         await blocking(driver.open)
         assert driver.connection_size == 500
-        assert sim.service_counts[INSTANCE_ATTRIBUTE_LIST] > 3  # tag list paged with 0x06
+        # the tag list, paged with status 0x06
+        assert sim.service_counts[Service.GET_INSTANCE_ATTRIBUTE_LIST] > 3
         assert "Program:Packaging.CaseCount" in driver.tags
         trend = await blocking(driver.read, "Trend{1000}")
         assert trend.value == [i * 0.25 for i in range(1000)]
-        assert sim.service_counts[READ_FRAGMENTED] >= 8
+        assert sim.service_counts[Service.READ_TAG_FRAGMENTED] >= 8
         assert (await blocking(driver.read, "Recipes{3}")).value[1]["Name"] == "COLA_500"
         assert (await blocking(driver.write, "Trend{1000}", [1.0] * 1000)).error is None
         assert sim.get_tag("Trend[999]") == 1.0
