@@ -35,11 +35,19 @@ import logging
 import random
 import struct
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pymodbus.constants import ExcCodes
 from pymodbus.datastore import ModbusServerContext
 from pymodbus.exceptions import NoSuchIdException
+from pymodbus.pdu import ExceptionResponse, ModbusPDU
+from pymodbus.pdu.register_message import (
+    ReadHoldingRegistersRequest,
+    ReadHoldingRegistersResponse,
+    ReadInputRegistersRequest,
+    ReadInputRegistersResponse,
+)
 from pymodbus.server import ModbusTcpServer
 
 from simulators.plant import PlantSnapshot, snapshot
@@ -145,6 +153,7 @@ class Faults:
     exception_count: int | None = None  # ... for this many requests (None: until cleared)
     exception_range: tuple[str, int, int] | None = None  # ... only for (table, start, end)
     stall: float = 0.0  # seconds to wait before answering
+    garble: bool = False  # register replies claim more bytes than they carry
 
 
 class PlantContext(ModbusServerContext):
@@ -219,6 +228,61 @@ class PlantContext(ModbusServerContext):
         return None
 
 
+class _Packed:
+    """A register reply packed in one ``struct`` call; pymodbus packs one register at a time
+    and formats every reply into a debug string, which made the simulator, not the client,
+    the slow end of a 10,000-tag benchmark."""
+
+    registers: Sequence[int]
+    function_code: int
+    garbled = False
+
+    def encode(self) -> bytes:
+        """Byte count, then the registers big-endian."""
+        n = len(self.registers)
+        return struct.pack(f">B{n}H", 2 * n + 2 * self.garbled, *self.registers)
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__}({len(self.registers)} registers)"
+
+
+class _HoldingReply(_Packed, ReadHoldingRegistersResponse):
+    pass
+
+
+class _InputReply(_Packed, ReadInputRegistersResponse):
+    pass
+
+
+class _RegisterRead:
+    """A function 3 or 4 request answered with a packed reply."""
+
+    reply: type[_HoldingReply | _InputReply]
+    function_code: int
+    address: int
+    count: int
+    transaction_id: int
+
+    async def datastore_update(self, context: ModbusServerContext, device_id: int) -> ModbusPDU:
+        """Read the registers from the plant model."""
+        values = await context.async_getValues(
+            device_id, self.function_code, self.address, self.count
+        )
+        if isinstance(values, ExcCodes):
+            return ExceptionResponse(self.function_code, values)
+        reply = self.reply(registers=values, dev_id=device_id, transaction_id=self.transaction_id)
+        reply.garbled = isinstance(context, PlantContext) and context.faults.garble
+        return reply
+
+
+class _HoldingRead(_RegisterRead, ReadHoldingRegistersRequest):
+    reply = _HoldingReply
+
+
+class _InputRead(_RegisterRead, ReadInputRegistersRequest):
+    reply = _InputReply
+
+
 class ModbusSimulator:
     """A Modbus TCP server on the plant model, with fault injection for tests."""
 
@@ -230,7 +294,9 @@ class ModbusSimulator:
 
     async def start(self) -> None:
         """Listen on host:port."""
-        self._server = ModbusTcpServer(self.context, address=(self.host, self.port))
+        self._server = ModbusTcpServer(
+            self.context, address=(self.host, self.port), custom_pdu=[_HoldingRead, _InputRead]
+        )
         await self._server.serve_forever(background=True)
         log.info(
             "modbus simulator on %s:%d (unit ids %s)",
@@ -245,11 +311,16 @@ class ModbusSimulator:
             await self._server.shutdown()  # type: ignore[no-untyped-call]
             self._server = None
 
-    def drop_connections(self) -> None:
-        """Close every client connection now (the listener stays)."""
+    def drop_connections(self, count: int | None = None) -> None:
+        """Close every client connection now, or the first ``count`` (the listener stays)."""
         if self._server is not None:
-            for conn in list(self._server.active_connections.values()):
+            for conn in list(self._server.active_connections.values())[:count]:
                 conn.close()
+
+    @property
+    def clients(self) -> int:
+        """Client connections open now."""
+        return 0 if self._server is None else len(self._server.active_connections)
 
     @property
     def faults(self) -> Faults:

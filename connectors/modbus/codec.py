@@ -18,7 +18,7 @@ register, first character in the high byte unless the order swaps bytes.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache
 from operator import eq, itemgetter
 from typing import Literal
@@ -201,7 +201,7 @@ def encode(
     return [int.from_bytes(out[i : i + 2], "big") for i in range(0, width, 2)]
 
 
-def block_bytes(registers: list[int]) -> bytes:
+def block_bytes(registers: Sequence[int]) -> bytes:
     """The wire bytes of a whole request's registers, packed once per request."""
     return struct.pack(f">{len(registers)}H", *registers)
 

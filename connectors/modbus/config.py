@@ -106,4 +106,7 @@ class ModbusSource(SourceBase):
         default=0, ge=0, le=MAX_REGISTERS
     )  # unused registers read to merge requests
     max_registers_per_read: int = Field(default=MAX_REGISTERS, ge=1, le=MAX_REGISTERS)
+    # TCP connections a scan's requests are spread over, each waiting on its own replies:
+    # only for devices that accept that many clients at once.
+    connections: int = Field(default=1, ge=1, le=16)
     tags: list[ModbusTag] = Field(min_length=1)

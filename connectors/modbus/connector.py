@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
@@ -15,6 +15,7 @@ from connectors.modbus.codec import ByteOrder, block_bytes, encode
 from connectors.modbus.config import ModbusSource, ModbusTag
 from connectors.modbus.decode import RequestDecoder
 from connectors.modbus.plan import ReadRequest, plan_reads
+from connectors.modbus.replies import REPLIES
 from gateway.errors import ConnectionLost, DeviceError
 from gateway.models import ByIdentity, Quality, Samples, Value
 
@@ -83,15 +84,28 @@ class ModbusConnector:
 
     def __init__(self, source: ModbusSource) -> None:
         self.source = source
-        self._client: AsyncModbusTcpClient | None = None
+        self._clients: list[AsyncModbusTcpClient] = []
         self._plans: ByIdentity[Sequence[ModbusTag], Plan] = ByIdentity()
         # Requests failing now, by (unit, table, start), so changes are logged once.
         self._refused: dict[tuple[int, str, int], str] = {}
         self.requests_sent = 0
 
     async def connect(self) -> None:
-        """Open the TCP connection (pymodbus' own reconnect is off: the runtime owns retries)."""
+        """Open the TCP connection(s) (pymodbus' own reconnect is off: the runtime owns retries)."""
         src = self.source
+        clients: list[AsyncModbusTcpClient] = []
+        try:
+            for n in range(src.connections):
+                clients.append(await self._open(n))
+        except ConnectionLost:
+            for client in clients:
+                client.close()
+            raise
+        self._clients = clients
+
+    async def _open(self, n: int) -> AsyncModbusTcpClient:
+        src = self.source
+        which = f" (connection {n + 1} of {src.connections})" if n else ""
         client = AsyncModbusTcpClient(
             src.host, port=src.port, timeout=src.timeout, retries=src.retries, reconnect_delay=0
         )
@@ -99,13 +113,17 @@ class ModbusConnector:
             ok = await asyncio.wait_for(client.connect(), src.connect_timeout)
         except (TimeoutError, OSError, ModbusException) as exc:
             client.close()
-            raise ConnectionLost(f"cannot connect to {src.host}:{src.port}: {exc}") from exc
+            raise ConnectionLost(f"cannot connect to {src.host}:{src.port}{which}: {exc}") from exc
         if not ok:
             client.close()
+            hint = "; does the device accept that many clients?" if n else ""
             raise ConnectionLost(
-                f"cannot connect to {src.host}:{src.port}: connection refused or timed out"
+                f"cannot connect to {src.host}:{src.port}{which}: "
+                f"connection refused or timed out{hint}"
             )
-        self._client = client
+        for reply in REPLIES:
+            client.register(reply)
+        return client
 
     async def read(self, tags: Sequence[ModbusTag]) -> Samples:
         """Read the tags once; a refused request marks only its own tags bad."""
@@ -114,17 +132,50 @@ class ModbusConnector:
         # Columns, not a Sample object per tag: this runs for every tag on every scan.
         values: list[Value] = [None] * len(tags)
         qualities = [_BAD] * len(tags)
-        for n, (request, decoder) in enumerate(plan):
-            if n and self.source.request_delay:
-                await asyncio.sleep(self.source.request_delay)
+        requests = iter(plan)
+        clients = self._clients
+        if not clients:
+            raise ConnectionLost(f"not connected to {self.source.host}:{self.source.port}")
+        if len(clients) == 1:
+            await self._read_requests(clients[0], requests, values, qualities)
+        else:
+            # Each connection takes the next request as soon as its last reply is decoded;
+            # a lost one ends the scan once the others' requests in flight have answered.
+            lost = await asyncio.gather(
+                *(self._read_requests(c, requests, values, qualities) for c in clients),
+                return_exceptions=True,
+            )
+            for outcome in lost:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+        return Samples(values, qualities)
+
+    async def _read_requests(
+        self,
+        client: AsyncModbusTcpClient,
+        requests: Iterator[tuple[ReadRequest, RequestDecoder]],
+        values: list[Value],
+        qualities: list[Quality],
+    ) -> None:
+        """Send requests on one connection until none are left, decoding each reply."""
+        delay = self.source.request_delay
+        for n, (request, decoder) in enumerate(requests):
+            if n and delay:
+                await asyncio.sleep(delay)
             try:
-                words = await self._read_block(request)
+                words, blob = await self._read_block(client, request)
             except DeviceError as exc:
                 self._note_refused(request, str(exc))
                 continue
+            except ConnectionLost as exc:
+                for _ in requests:  # the other connections stop after their current request
+                    pass
+                if len(self._clients) > 1:
+                    which = self._clients.index(client) + 1
+                    count = len(self._clients)
+                    raise ConnectionLost(f"{exc} (connection {which} of {count})") from exc
+                raise
             self._note_refused(request, None)
-            bits = request.table in ("coil", "discrete")
-            blob = b"" if bits else block_bytes(words)
             decoded = decoder.values(words, blob)
             if decoder.span is not None:  # the usual case: the request's tags are adjacent
                 values[decoder.span] = decoded
@@ -139,7 +190,6 @@ class ModbusConnector:
                     log.warning(
                         "%s: %s: cannot decode %s: %s", self.source.name, tag.name, tag.address, exc
                     )
-        return Samples(values, qualities)
 
     def _plan(self, tags: Sequence[ModbusTag]) -> Plan:
         """The fewest requests for the tags, each with its reply's decoder."""
@@ -157,7 +207,7 @@ class ModbusConnector:
 
     async def write(self, tag: ModbusTag, value: Value) -> None:
         """Write one tag's value (the caller has checked that writes are allowed)."""
-        client = self._client
+        client = self._clients[0] if self._clients else None
         if client is None or not client.connected:
             raise ConnectionLost(f"not connected to {self.source.host}:{self.source.port}")
         address, unit = tag.address, self.source.unit_id if tag.unit_id is None else tag.unit_id
@@ -186,13 +236,15 @@ class ModbusConnector:
 
     async def close(self) -> None:
         """Close the connection; never raises."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        for client in self._clients:
+            client.close()
+        self._clients = []
 
-    async def _read_block(self, request: ReadRequest) -> list[int]:
-        client = self._client
-        if client is None or not client.connected:
+    async def _read_block(
+        self, client: AsyncModbusTcpClient, request: ReadRequest
+    ) -> tuple[Sequence[int], bytes]:
+        """One request's registers (or bits) and, for registers, their wire bytes."""
+        if not client.connected:
             raise ConnectionLost(f"not connected to {self.source.host}:{self.source.port}")
         read = {
             "holding": client.read_holding_registers,
@@ -215,13 +267,16 @@ class ModbusConnector:
             raise ConnectionLost(f"{self.source.host}:{self.source.port}: {exc}") from exc
         if isinstance(response, ExceptionResponse) or response.isError():
             raise DeviceError(exception_text(response))
+        if malformed := getattr(response, "malformed", None):
+            raise DeviceError(f"malformed reply: {malformed}")
         if request.table in ("coil", "discrete"):
-            return [int(b) for b in response.bits[: request.count]]
+            return [int(b) for b in response.bits[: request.count]], b""
         if len(response.registers) < request.count:
             raise DeviceError(
                 f"short reply: {len(response.registers)} of {request.count} registers"
             )
-        return list(response.registers)
+        wire = getattr(response, "wire", None)  # our replies keep it; pymodbus' own do not
+        return response.registers, block_bytes(response.registers) if wire is None else wire
 
     def _note_refused(self, request: ReadRequest, reason: str | None) -> None:
         key = (request.unit_id, request.table, request.start)

@@ -24,7 +24,7 @@ from connectors.modbus.config import ModbusTag
 from gateway.models import Quality, Value
 
 # One tag's value from a request's reply: (registers or bits, the block's wire bytes).
-TagReader = Callable[[list[int], bytes], Value]
+TagReader = Callable[[Sequence[int], bytes], Value]
 
 
 def clean(value: float) -> float:
@@ -55,7 +55,7 @@ def tag_reader(tag: ModbusTag, start: int, order: ByteOrder) -> TagReader:
     if not tag.scaled:
         return lambda words, blob: read(blob)
 
-    def read_scaled(words: list[int], blob: bytes) -> Value:
+    def read_scaled(words: Sequence[int], blob: bytes) -> Value:
         raw = read(blob)
         assert not isinstance(raw, str)  # config refuses scaling on strings
         return scaled(tag, raw)
@@ -122,7 +122,7 @@ class RequestDecoder:
         if perm != list(range(end)):
             self._permute = itemgetter(*perm)
 
-    def values(self, words: list[int], blob: bytes) -> list[int | float]:
+    def values(self, words: Sequence[int], blob: bytes) -> list[int | float]:
         """The bulk-decoded tags' values, in the order of :attr:`indices`."""
         if self._unpack is None:
             return []

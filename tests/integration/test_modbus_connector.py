@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -264,3 +265,76 @@ async def test_a_thousand_scattered_tags_make_the_expected_requests(
     await conn.close()
     assert modbus_sim.requests - before == 40
     assert all(s.quality is Quality.GOOD for s in samples)
+
+
+async def test_connections_share_a_scan_and_read_what_one_connection_reads(
+    modbus_sim: ModbusSimulator,
+) -> None:
+    # The bulk area holds a fixed pattern: the same registers must decode the same either way.
+    tags = [
+        {"name": f"t{i}", "address": f"holding:{1000 + 2 * i}", "type": t}
+        for i, t in enumerate(["float32", "int32", "uint32"] * 100)
+    ]
+    one = source(modbus_sim.port, tags, max_registers_per_read=20)
+    three = source(modbus_sim.port, tags, max_registers_per_read=20, connections=3)
+    conn = ModbusConnector(three)
+    await conn.connect()
+    try:
+        assert modbus_sim.clients == 3
+        before = modbus_sim.requests
+        samples = await conn.read(three.tags)
+        assert modbus_sim.requests - before == 30  # 600 registers, 20 per request
+        spread = {t.name: repr(s.value) for t, s in zip(three.tags, samples, strict=True)}
+        assert all(s.quality is Quality.GOOD for s in samples)
+    finally:
+        await conn.close()
+    assert spread == {name: repr(value) for name, value in (await read(one)).items()}  # NaN too
+
+
+async def test_losing_one_of_several_connections_names_it_and_reconnecting_recovers(
+    modbus_sim: ModbusSimulator,
+) -> None:
+    tags = [{"name": f"r{i}", "address": f"holding:{2000 + i}"} for i in range(400)]
+    src = source(modbus_sim.port, tags, connections=2)
+    conn = ModbusConnector(src)
+    await conn.connect()
+    await conn.read(src.tags)
+    modbus_sim.drop_connections(1)
+
+    async def read_until_it_fails() -> None:
+        for _ in range(50):  # the close reaches the client's transport within a few loop turns
+            await conn.read(src.tags)
+
+    with pytest.raises(ConnectionLost, match=r"\(connection [12] of 2\)"):
+        await read_until_it_fails()
+    await conn.close()
+    await conn.connect()  # what the runtime does next
+    samples = await conn.read(src.tags)
+    assert all(s.quality is Quality.GOOD for s in samples)
+    for _ in range(100):  # the server notices the closed connection within a few loop turns
+        if modbus_sim.clients == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert modbus_sim.clients == 2
+    await conn.close()
+
+
+async def test_a_malformed_reply_marks_its_tags_bad_and_the_next_scan_reads_again(
+    modbus_sim: ModbusSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The reply's byte count claims two bytes more than it carries: that request's tags go
+    # bad, the connection stays (pymodbus alone would drop it and every tag with it).
+    src = source(modbus_sim.port, [{"name": "a", "address": "holding:0"}])
+    conn = ModbusConnector(src)
+    await conn.connect()
+    modbus_sim.faults.garble = True
+    try:
+        (sample,) = await conn.read(src.tags)
+    finally:
+        modbus_sim.faults.garble = False
+    assert sample.quality is Quality.BAD
+    assert "holding:0+1 refused: malformed reply: byte count 4, 2 bytes carried" in caplog.text
+    assert modbus_sim.clients == 1
+    (sample,) = await conn.read(src.tags)
+    assert sample.quality is Quality.GOOD
+    await conn.close()

@@ -220,3 +220,12 @@ def test_run_refuses_an_invalid_file(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["run", "-c", str(bad)]) == 1
     assert "gateway.colour: unknown key" in capsys.readouterr().err
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("connections", [0, 17])
+def test_modbus_connections_are_bounded(connections: int) -> None:
+    setting = f"    host: 127.0.0.1\n    connections: {connections}\n"
+    text = GOOD.replace("    host: 127.0.0.1\n", setting)
+    (found,) = problems(text)
+    assert found.startswith("sources[0].connections: "), found
+    assert "(c.yaml:9)" in found
