@@ -78,9 +78,12 @@ def serving(argv: list[str], port: int, timeout: float = 60) -> Iterator[subproc
 def simulator_process(
     modbus_port: int,
 ) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
-    """``plantgate simulate`` with its Modbus server on ``modbus_port``."""
-    ports = f"--modbus-port={modbus_port} --opcua-port={free_port()} --logix-port={free_port()}"
-    return serving([sys.executable, "-m", "gateway", "simulate", *ports.split()], modbus_port)
+    """``plantgate simulate`` serving Modbus alone on ``modbus_port``.
+
+    Alone: the OPC UA simulator's value updates would share its event loop and delay replies.
+    """
+    argv = ["simulate", f"--modbus-port={modbus_port}", "--protocols=modbus"]
+    return serving([sys.executable, "-m", "gateway", *argv], modbus_port)
 
 
 def free_port() -> int:

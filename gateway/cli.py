@@ -92,23 +92,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+PROTOCOLS = ("modbus", "opcua", "logix")
+
+
+def protocol_list(text: str) -> list[str]:
+    """``modbus,logix`` -> the simulators to run; an unknown name is refused."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in PROTOCOLS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"{', '.join(unknown) or 'nothing'}: choose from {', '.join(PROTOCOLS)}"
+        )
+    return list(dict.fromkeys(names))
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Serve the plant model over the simulated protocols until SIGTERM/SIGINT."""
     from simulators.logix import serve_logix
     from simulators.modbus import serve_modbus
     from simulators.opcua import serve_opcua
 
+    serve = {
+        "modbus": (serve_modbus, args.modbus_port, "modbus tcp://{host}:{port}"),
+        "opcua": (serve_opcua, args.opcua_port, "opc.tcp://{host}:{port}"),
+        "logix": (serve_logix, args.logix_port, "logix {host}:{port}"),
+    }
+
     async def main(stop: asyncio.Event) -> None:
         servers = [
-            asyncio.create_task(serve_modbus(args.host, args.modbus_port), name="modbus"),
-            asyncio.create_task(serve_opcua(args.host, args.opcua_port), name="opcua"),
-            asyncio.create_task(serve_logix(args.host, args.logix_port), name="logix"),
+            asyncio.create_task(serve[name][0](args.host, serve[name][1]), name=name)
+            for name in args.protocols
         ]
-        print(
-            f"simulating the plant: modbus tcp://{args.host}:{args.modbus_port}, "
-            f"opc.tcp://{args.host}:{args.opcua_port}, logix {args.host}:{args.logix_port}",
-            flush=True,
+        where = ", ".join(
+            serve[name][2].format(host=args.host, port=serve[name][1]) for name in args.protocols
         )
+        print(f"simulating the plant: {where}", flush=True)
         done, _ = await asyncio.wait(
             [asyncio.create_task(stop.wait()), *servers], return_when=asyncio.FIRST_COMPLETED
         )
@@ -227,6 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modbus-port", type=int, default=5020)
     p.add_argument("--opcua-port", type=int, default=4840)
     p.add_argument("--logix-port", type=int, default=44818)
+    p.add_argument(
+        "--protocols",
+        type=protocol_list,
+        default=list(PROTOCOLS),
+        help="comma-separated, e.g. modbus (default: modbus,opcua,logix)",
+    )
     p.set_defaults(func=cmd_simulate)
     p = sub.add_parser("browse", help="list an OPC UA server's or Logix controller's tags")
     p.add_argument("url", help="opc.tcp://HOST:PORT or logix://HOST[:PORT][/SLOT]")
