@@ -45,13 +45,16 @@ class Subscriber:
     received: int = 0
     historical: int = 0
     latencies: list[float] = field(default_factory=list)
+    scans: tuple[int, int] = (0, 0)  # press1's (scans, overruns) in the newest metrics
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> None:
         self.client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id="bench-sub", clean_session=False
         )
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"{PREFIX}/press1/#", qos=1)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(
+            [(f"{PREFIX}/press1/#", 1), (f"{PREFIX}/_gateway/metrics", 0)]
+        )
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(1, 2)
         self.client.max_inflight_messages_set(0)
@@ -65,6 +68,10 @@ class Subscriber:
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         now = time.time() * 1000
         body = json.loads(msg.payload)
+        if msg.topic.endswith("/_gateway/metrics"):
+            press1 = body["sources"]["press1"]
+            self.scans = (press1["scans"], press1["overruns"])
+            return
         items = body.get("readings", [body])
         historical = body.get("historical", False)
         with self.lock:
@@ -100,7 +107,15 @@ def proc_peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def config(work: Path, broker: int, modbus: int, tags: int, layout: str, durability: str) -> Path:
+def config(
+    work: Path,
+    broker: int,
+    modbus: int,
+    tags: int,
+    layout: str,
+    durability: str,
+    connections: int = 1,
+) -> Path:
     """A tag map of ``tags`` adjacent registers scanned every 100 ms, report: always."""
     data = {
         "gateway": {
@@ -111,7 +126,7 @@ def config(work: Path, broker: int, modbus: int, tags: int, layout: str, durabil
                 "durability": durability,
                 "max_bytes": "32GiB",
             },
-            "metrics_interval": "5s",
+            "metrics_interval": "1s",  # the scan counts bracket each case's window
         },
         "mqtt": {
             "url": f"mqtt://127.0.0.1:{broker}",
@@ -125,6 +140,7 @@ def config(work: Path, broker: int, modbus: int, tags: int, layout: str, durabil
                 "protocol": "modbus",
                 "host": "127.0.0.1",
                 "port": modbus,
+                "connections": connections,
                 "scan": "100ms",
                 "tags": [
                     {"name": f"r{i:05d}", "address": f"holding:{1000 + i}", "report": "always"}
@@ -156,6 +172,7 @@ def run_case(
     durability: str,
     seconds: float,
     outage: float = 0,
+    connections: int = 1,
 ) -> dict[str, Any]:
     """One case: fresh broker and buffer, the gateway for ``seconds`` (with an outage first)."""
     case = work / f"{layout}-{durability}-{int(outage)}"
@@ -166,7 +183,7 @@ def run_case(
     broker.start()
     sub = Subscriber(broker.port)
     sub.start()
-    cfg = config(case, broker.port, modbus, tags, layout, durability)
+    cfg = config(case, broker.port, modbus, tags, layout, durability, connections)
     with open(case / "gateway.log", "wb") as log:
         gw = subprocess.Popen(
             [sys.executable, "-m", "gateway", "run", "-c", str(cfg)], stdout=log, stderr=log
@@ -186,8 +203,11 @@ def run_case(
             result["drain"] = (sub.historical - before) / (time.monotonic() - t0)
             result["backlog"] = backlog
         cpu0, t0, got0 = proc_cpu_seconds(gw.pid), time.monotonic(), sub.received
+        scans0 = sub.scans
         time.sleep(seconds)
         cpu1, t1, got1 = proc_cpu_seconds(gw.pid), time.monotonic(), sub.received
+        (done0, skipped0), (done1, skipped1) = scans0, sub.scans
+        result["scans"], result["skipped"] = done1 - done0, skipped1 - skipped0
         result["rate"] = (got1 - got0) / (t1 - t0)
         result["cpu"] = 100 * (cpu1 - cpu0) / (t1 - t0)
         result["rss"] = proc_peak_rss_mib(gw.pid)
@@ -285,6 +305,9 @@ def main() -> None:
     parser.add_argument(
         "--cases", default="per_batch/normal,per_batch/full,per_tag/normal,per_tag/full"
     )
+    parser.add_argument(
+        "--connections", type=int, default=1, help="Modbus connections the gateway opens"
+    )
     args = parser.parse_args()
     asked = args.tags * 10
     with tempfile.TemporaryDirectory(prefix="plantgate-bench-") as tmp:
@@ -299,6 +322,7 @@ def main() -> None:
                 "peak RSS MiB",
                 "p50 ms",
                 "p99 ms",
+                "scans skipped",
                 "lost",
             )
         ]
@@ -306,7 +330,15 @@ def main() -> None:
         with simulator_process(modbus):
             for case in args.cases.split(","):
                 layout, durability = case.split("/")
-                r = run_case(work, modbus, args.tags, layout, durability, args.seconds)
+                r = run_case(
+                    work,
+                    modbus,
+                    args.tags,
+                    layout,
+                    durability,
+                    args.seconds,
+                    connections=args.connections,
+                )
                 results.append(r)
                 rows.append(
                     (
@@ -317,6 +349,7 @@ def main() -> None:
                         f"{r['rss']:.0f}",
                         f"{r['p50']:.0f}",
                         f"{r['p99']:.0f}",
+                        f"{r['skipped']} of {r['scans'] + r['skipped']}",
                         str(r["lost"]),
                     )
                 )
@@ -324,7 +357,14 @@ def main() -> None:
             drain = None
             if args.outage:
                 drain = run_case(
-                    work, modbus, args.tags, "per_batch", "normal", 10, outage=args.outage
+                    work,
+                    modbus,
+                    args.tags,
+                    "per_batch",
+                    "normal",
+                    10,
+                    outage=args.outage,
+                    connections=args.connections,
                 )
         refs = [("reference", "readings/s")]
         for layout in ("per_batch", "per_tag"):
@@ -338,7 +378,10 @@ def main() -> None:
                     f"{sqlite_inserts(work, args.tags, durability):,.0f}",
                 )
             )
-    title = f"Pipeline: {args.tags} tags every 100 ms ({asked:,} readings/s asked)"
+    title = (
+        f"Pipeline: {args.tags} tags every 100 ms ({asked:,} readings/s asked), "
+        f"{args.connections} Modbus connection(s)"
+    )
     print(table(f"{title}, {args.seconds:.0f} s per case", rows))
     print()
     print(table("References, same run", refs))
