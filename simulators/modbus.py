@@ -26,6 +26,9 @@ Discrete inputs: 0 toggle, 1 running.
 Registers 1000-49999 hold a fixed pseudo-random pattern (bulk tags for benchmarks and
 coalescing tests); other unused addresses below 50000 read as 0, and from 50000 on the device
 answers "illegal data address" (exception 2), like a real PLC.
+
+Faults a test can set (``sim.faults``): answer with an exception (for a while, or for an
+address range), stall before answering, garble register replies; ``drop_connections()``.
 """
 
 from __future__ import annotations

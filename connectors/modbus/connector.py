@@ -141,11 +141,11 @@ class ModbusConnector:
         else:
             # Each connection takes the next request as soon as its last reply is decoded;
             # a lost one ends the scan once the others' requests in flight have answered.
-            lost = await asyncio.gather(
+            outcomes = await asyncio.gather(
                 *(self._read_requests(c, requests, values, qualities) for c in clients),
                 return_exceptions=True,
             )
-            for outcome in lost:
+            for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     raise outcome
         return Samples(values, qualities)
