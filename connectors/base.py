@@ -21,6 +21,9 @@ class Connector(Protocol[TagT_contra]):
     Sample per tag, in order (or the same as columns: :class:`Samples`); a request the device
     refuses marks only its own tags bad, while a lost connection raises ConnectionLost so the
     runtime can back off and reconnect.
+
+    A connector may also offer ``prepare(tags)``: work done once per tag list (the Modbus
+    request plans), which the runtime calls after connecting, before the first scan.
     """
 
     async def connect(self) -> None:

@@ -267,3 +267,31 @@ async def test_a_lost_structure_marks_its_members_bad() -> None:
         "recipe.name",
         "count",
     ]
+
+
+class PlanningDevice(FakeDevice):
+    """A connector that plans per tag list, as the Modbus one does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prepared: list[int] = []  # ids of the tag lists planned, in order
+        self.read_lists: list[int] = []
+
+    def prepare(self, tags: Sequence[TagBase]) -> None:
+        assert not self.read_lists, "prepared after a scan had started"
+        self.prepared.append(id(tags))
+
+    async def read(self, tags: Sequence[TagBase]) -> list[Sample]:
+        self.read_lists.append(id(tags))
+        return await super().read(tags)
+
+
+async def test_every_tag_list_a_scan_reads_was_prepared_before_the_first_scan() -> None:
+    batches: list[Batch] = []
+    device = PlanningDevice()
+    t = tags({"name": "fast", "scan": "20ms"}, {"name": "slow", "scan": "60ms"})
+    runner = SourceRunner(source(), t, device, batches.append)
+    await run_for(runner, lambda: len(device.read_lists) >= 8)
+    assert len(device.prepared) == 3  # each group, and both together
+    assert set(device.read_lists) <= set(device.prepared)
+    assert len(set(device.read_lists)) >= 2  # scans of the fast group alone and of both
