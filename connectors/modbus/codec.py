@@ -202,7 +202,7 @@ def encode(
 
 
 def block_bytes(registers: Sequence[int]) -> bytes:
-    """The wire bytes of a whole request's registers, packed once per request."""
+    """Registers as the wire carries them: big-endian 16-bit words, back to back."""
     return struct.pack(f">{len(registers)}H", *registers)
 
 

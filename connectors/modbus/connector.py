@@ -11,7 +11,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
 
-from connectors.modbus.codec import ByteOrder, block_bytes, encode
+from connectors.modbus.codec import ByteOrder, encode
 from connectors.modbus.config import ModbusSource, ModbusTag
 from connectors.modbus.decode import RequestDecoder
 from connectors.modbus.plan import ReadRequest, plan_reads
@@ -271,16 +271,16 @@ class ModbusConnector:
             raise ConnectionLost(f"{self.source.host}:{self.source.port}: {exc}") from exc
         if isinstance(response, ExceptionResponse) or response.isError():
             raise DeviceError(exception_text(response))
-        if malformed := getattr(response, "malformed", None):
-            raise DeviceError(f"malformed reply: {malformed}")
         if request.table in ("coil", "discrete"):
             return [int(b) for b in response.bits[: request.count]], b""
+        assert isinstance(response, REPLIES)  # registered on every client we open
+        if response.malformed:
+            raise DeviceError(f"malformed reply: {response.malformed}")
         if len(response.registers) < request.count:
             raise DeviceError(
                 f"short reply: {len(response.registers)} of {request.count} registers"
             )
-        wire = getattr(response, "wire", None)  # our replies keep it; pymodbus' own do not
-        return response.registers, block_bytes(response.registers) if wire is None else wire
+        return response.registers, response.wire
 
     def _note_refused(self, request: ReadRequest, reason: str | None) -> None:
         key = (request.unit_id, request.table, request.start)
