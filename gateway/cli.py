@@ -112,20 +112,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from simulators.modbus import serve_modbus
     from simulators.opcua import serve_opcua
 
-    serve = {
-        "modbus": (serve_modbus, args.modbus_port, "modbus tcp://{host}:{port}"),
-        "opcua": (serve_opcua, args.opcua_port, "opc.tcp://{host}:{port}"),
-        "logix": (serve_logix, args.logix_port, "logix {host}:{port}"),
+    simulators = {  # name: (server, port, how a client addresses it)
+        "modbus": (serve_modbus, args.modbus_port, "modbus tcp://{}:{}"),
+        "opcua": (serve_opcua, args.opcua_port, "opc.tcp://{}:{}"),
+        "logix": (serve_logix, args.logix_port, "logix {}:{}"),
     }
+    chosen = [(name, *simulators[name]) for name in args.protocols]
 
     async def main(stop: asyncio.Event) -> None:
         servers = [
-            asyncio.create_task(serve[name][0](args.host, serve[name][1]), name=name)
-            for name in args.protocols
+            asyncio.create_task(serve(args.host, port), name=name)
+            for name, serve, port, _ in chosen
         ]
-        where = ", ".join(
-            serve[name][2].format(host=args.host, port=serve[name][1]) for name in args.protocols
-        )
+        where = ", ".join(address.format(args.host, port) for _, _, port, address in chosen)
         print(f"simulating the plant: {where}", flush=True)
         done, _ = await asyncio.wait(
             [asyncio.create_task(stop.wait()), *servers], return_when=asyncio.FIRST_COMPLETED

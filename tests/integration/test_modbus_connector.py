@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from gateway.models import Quality
 from simulators.broker import free_port
 from simulators.modbus import ModbusSimulator
 from simulators.plant import RECIPES
+from tests.helpers import async_wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +38,12 @@ async def write_registers(port: int, address: int, registers: list[int], unit: i
     await client.connect()
     await client.write_registers(address, registers, device_id=unit)
     client.close()
+
+
+async def read_until_lost(conn: ModbusConnector, src: ModbusSource) -> None:
+    """Scan until a dropped connection shows: its close reaches the client in a few loop turns."""
+    for _ in range(50):
+        await conn.read(src.tags)
 
 
 async def read(src: ModbusSource) -> dict[str, Any]:
@@ -233,12 +239,8 @@ async def test_dropped_connection_raises_connection_lost(modbus_sim: ModbusSimul
     await conn.read(src.tags)
     await modbus_sim.stop()
 
-    async def read_until_it_fails() -> None:
-        for _ in range(50):  # the close reaches the client's transport within a few loop turns
-            await conn.read(src.tags)
-
     with pytest.raises(ConnectionLost):
-        await read_until_it_fails()
+        await read_until_lost(conn, src)
     await conn.close()
 
 
@@ -301,21 +303,14 @@ async def test_losing_one_of_several_connections_names_it_and_reconnecting_recov
     await conn.read(src.tags)
     modbus_sim.drop_connections(1)
 
-    async def read_until_it_fails() -> None:
-        for _ in range(50):  # the close reaches the client's transport within a few loop turns
-            await conn.read(src.tags)
-
     with pytest.raises(ConnectionLost, match=r"\(connection [12] of 2\)"):
-        await read_until_it_fails()
+        await read_until_lost(conn, src)
     await conn.close()
     await conn.connect()  # what the runtime does next
     samples = await conn.read(src.tags)
     assert all(s.quality is Quality.GOOD for s in samples)
-    for _ in range(100):  # the server notices the closed connection within a few loop turns
-        if modbus_sim.clients == 2:
-            break
-        await asyncio.sleep(0.01)
-    assert modbus_sim.clients == 2
+    # The server forgets the closed connection within a few loop turns.
+    await async_wait_until(lambda: modbus_sim.clients == 2, 2, "two client connections")
     await conn.close()
 
 
