@@ -2,79 +2,17 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from simulators.broker import Mosquitto
 from simulators.modbus import ModbusSimulator
-from tests.helpers import Recorder, gateway_config, seq_report, wait_until, write_config
+from tests.faults import GatewayProcess, assert_delivered, last_seq
+from tests.helpers import Recorder, gateway_config, wait_until, write_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class GatewayProcess:
-    """``plantgate run`` as a real child process."""
-
-    def __init__(self, config: Path, log: Path) -> None:
-        self.config = config
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "run", "-c", str(self.config)],
-                cwd=ROOT,
-                stdout=out,
-                stderr=out,
-            )
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def terminate(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(30)
-
-    def wait_gap_free(self, rec: Recorder, until: Callable[[], bool], timeout: float) -> None:
-        """Wait for ``until`` and no gap in seq; on failure say which seqs and show the log."""
-        try:
-            wait_until(
-                lambda: until() and seq_report(rec.readings("press1"))["missing"] == 0, timeout
-            )
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; {missing_seqs(rec)}\n{self.log.read_text()}") from None
-
-    def __enter__(self) -> GatewayProcess:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.kill()
-
-
-def missing_seqs(rec: Recorder) -> str:
-    """Which seqs are missing, for the failure message."""
-    seqs = {r["seq"] for r in rec.readings("press1")}
-    gaps = sorted(set(range(min(seqs), max(seqs) + 1)) - seqs) if seqs else []
-    return f"missing {len(gaps)} seqs: {gaps[:50]}"
-
-
-def last_seq(rec: Recorder) -> int:
-    readings = rec.readings("press1")
-    return max((r["seq"] for r in readings), default=0)
 
 
 def test_broker_outage_loses_nothing(
@@ -100,12 +38,11 @@ def test_broker_outage_loses_nothing(
             assert gateway.terminate() == 0
     finally:
         rec.stop()
+    report = assert_delivered(rec, "press1", tmp_path / "buffer.db", tmp_path / "gateway.log")
     readings = rec.readings("press1")
-    report = seq_report(readings)
     historical = [r for r in readings if r.get("historical")]
-    print(f"broker outage: {report}, historical={len(historical)}")
-    assert report["first"] == 1
-    assert report["missing"] == 0
+    print(f"broker outage: {report.describe()}, historical={len(historical)}")
+    assert report.first == 1
     assert len(historical) >= 40  # 4 s at 2 tags x 10 scans/s were buffered and replayed
     assert all(not r["retained"] for r in historical)  # replayed history is never retained
 
@@ -130,9 +67,8 @@ def test_sigkill_loses_nothing(
             assert gateway.terminate() == 0
     finally:
         rec.stop()
-    report = seq_report(rec.readings("press1"))
-    print(f"SIGKILL x3: {report}")
-    assert report["first"] == 1
-    assert report["missing"] == 0
+    report = assert_delivered(rec, "press1", tmp_path / "buffer.db", tmp_path / "gateway.log")
+    print(f"SIGKILL x3: {report.describe()}")
+    assert report.first == 1
     log = (tmp_path / "gateway.log").read_text()
     assert log.count("plantgate stopped") == 1  # only the final SIGTERM was a clean stop
