@@ -29,7 +29,7 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.common import free_port, percentile, simulator_process, table
-from buffer.codec import pack
+from buffer.rows import COLUMNS, encode
 from gateway.models import Batch, Quality, Reading
 from simulators.broker import Mosquitto
 
@@ -276,18 +276,17 @@ def sqlite_inserts(work: Path, tags: int, durability: str, seconds: float = 5) -
     conn = sqlite3.connect(work / f"insert-{durability}.db", isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
-    conn.execute(
-        "CREATE TABLE b (id INTEGER PRIMARY KEY, source TEXT, first_seq INT, payload BLOB)"
-    )
+    conn.execute(f"CREATE TABLE b (id INTEGER PRIMARY KEY, stored INT, {COLUMNS})")
     batch = Batch(
         "press1", 0, [Reading(f"r{i:05d}", 12345, Quality.GOOD, 0, i) for i in range(tags)]
     )
     done, t0 = 0, time.monotonic()
     while time.monotonic() - t0 < seconds:
-        payload = pack(batch)
+        row = encode(batch)  # the gateway's own row encoding, then a bare insert
         conn.execute("BEGIN")
         conn.execute(
-            "INSERT INTO b (source, first_seq, payload) VALUES (?, ?, ?)", ("press1", done, payload)
+            f"INSERT INTO b (stored, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (done, *row),
         )
         conn.execute("COMMIT")
         done += tags

@@ -1,5 +1,6 @@
-"""The store-and-forward buffer: SQLite in WAL mode, one row per batch."""
+"""The store-and-forward buffer: SQLite in WAL mode, one row of neutral columns per batch."""
 
-from buffer.store import Buffer, BufferStats, StoredBatch
+from buffer.rows import StoredBatch
+from buffer.store import Buffer, BufferStats
 
 __all__ = ["Buffer", "BufferStats", "StoredBatch"]

@@ -15,10 +15,12 @@ from buffer import Buffer
 from connectors import connector_for
 from gateway import __version__
 from gateway.config import Config
-from gateway.health import health_path, write_health
+from gateway.errors import GatewayFailed
+from gateway.health import health_path, process_identity, write_health
 from gateway.models import epoch_ms
 from gateway.publisher import Publisher
 from gateway.runtime import SourceRunner
+from gateway.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -52,25 +54,33 @@ class Gateway:
         )
         self.publisher = Publisher(config, self.buffer)
         self.runners: list[SourceRunner] = []
+        self.supervisor: Supervisor | None = None
         self.started = asyncio.Event()
+        self.health = health_path(cfg.path)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run until ``stop`` is set, then shut down cleanly with a final flush."""
+        """Run until ``stop`` is set, then shut down cleanly with a final flush.
+
+        Raises GatewayFailed (after the same best-effort shutdown) when a task that may not be
+        restarted died, or one kept failing.
+        """
         await self.buffer.open()
+        supervisor = self.supervisor = Supervisor()
+        assert self.buffer.writer is not None
+        supervisor.watch("buffer-writer", self.buffer.writer)
         self.runners = [
             SourceRunner(
                 src, src.tags, connector_for(src), self.buffer.add, self.buffer.last_seq(src.name)
             )
             for src in self.config.sources
         ]
-        tasks: list[asyncio.Task[None]] = []
+        failure: str | None = None
         try:
             # Publisher first, sources last: nothing is read before it has somewhere to go.
-            publisher = asyncio.create_task(self.publisher.run(), name="publisher")
-            metrics = asyncio.create_task(self._metrics_loop(), name="metrics")
-            tasks = [publisher, metrics]
+            supervisor.start("publisher", self.publisher.run)
+            supervisor.start("metrics", self._metrics_loop)
             for runner in self.runners:
-                tasks.append(asyncio.create_task(runner.run(), name=f"source:{runner.source.name}"))
+                supervisor.start(f"source:{runner.source.name}", runner.run)
             log.info(
                 "plantgate %s running: %d source(s), %d tag(s), buffer %s",
                 __version__,
@@ -80,19 +90,18 @@ class Gateway:
             )
             self.started.set()
             stopped = asyncio.create_task(stop.wait(), name="stop")
-            done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task is stopped:
-                    continue
-                # A task that ends by itself is a bug: say which, and stop cleanly rather than
-                # run on half-alive.
-                error = None if task.cancelled() else task.exception()
-                log.error("task %s ended unexpectedly: %r; stopping", task.get_name(), error)
+            waits: list[asyncio.Future[Any]] = [stopped, supervisor.failed]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             stopped.cancel()
+            if supervisor.failed.done():
+                failure = supervisor.failed.result()
+                log.error("stopping: %s", failure)
         finally:
-            await self._shutdown(tasks)
+            await self._shutdown(list(supervisor.tasks.values()), failure)
+        if failure is not None:
+            raise GatewayFailed(failure)
 
-    async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
+    async def _shutdown(self, tasks: list[asyncio.Task[None]], failure: str | None) -> None:
         # Reverse order: sources stop first, their last batches reach the buffer, the publisher
         # gets a bounded moment to have them acknowledged, then the buffer closes.
         log.info("stopping: sources first")
@@ -100,18 +109,21 @@ class Gateway:
             runner.stop()
         sources = [t for t in tasks if t.get_name().startswith("source:")]
         await stop_tasks(reversed(sources))
-        log.info("stopping: flushing what the sources read last")
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._flush(), 3.0)
+        writer = self.buffer.writer
+        if writer is not None and not writer.done():
+            log.info("stopping: flushing what the sources read last")
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._flush(), 3.0)
         await self.publisher.stop()
-        await stop_tasks(tasks)
+        await stop_tasks(t for t in tasks if t is not writer)
         log.info("stopping: closing the buffer")
         await self.buffer.close()
+        final = {"ts": epoch_ms(), "state": "stopped" if failure is None else "failed"}
+        if failure is not None:
+            final["reason"] = failure
         with contextlib.suppress(OSError):
-            write_health(
-                health_path(self.config.gateway.buffer.path), {"ts": 0, "state": "stopped"}
-            )
-        log.info("plantgate stopped")
+            write_health(self.health, final)
+        log.info("plantgate stopped" if failure is None else "plantgate stopped after a failure")
 
     async def _flush(self) -> None:
         """Wait until what the sources queued is committed and, while online, acknowledged."""
@@ -124,25 +136,40 @@ class Gateway:
     def metrics(self) -> dict[str, Any]:
         """A snapshot of every counter, as published on the metrics topic."""
         buffered, pub = self.buffer.stats, self.publisher.stats
-        dropped = buffered.dropped
+        restarts = self.supervisor.restarts if self.supervisor is not None else {}
+        per_source = {
+            name: {k: getattr(buffered, k).get(name, 0) for k in ("dropped", "corrupt", "lost")}
+            for name in (r.source.name for r in self.runners)
+        }
         return {
             "ts": epoch_ms(),
+            "state": "running",
             "gateway": self.config.gateway.name,
+            "process": process_identity(),
+            # health judges "readings are not moving" against this many seconds
+            "stall_after_s": max(30.0, 3 * self.config.gateway.metrics_interval),
             "readings": {
                 "polled": sum(r.stats.readings for r in self.runners),
                 "buffered": buffered.readings_added,
                 "published": pub.readings_sent,
                 "acknowledged": pub.readings_acked,
                 "replayed": pub.replayed,
-                "dropped": sum(dropped.values()),
+                "dropped": sum(buffered.dropped.values()),
+                "corrupt": sum(buffered.corrupt.values()),
+                "lost": sum(buffered.lost.values()),
             },
-            "publisher": asdict(pub),
-            "buffer": {**asdict(buffered), "queued": self.buffer.queued},
+            "publisher": {**asdict(pub), "restarts": restarts.get("publisher", 0)},
+            "buffer": {
+                **asdict(buffered),
+                "queued": self.buffer.queued,
+                "oldest_queued_ms": self.buffer.oldest_queued_ms,
+            },
             "sources": {
                 r.source.name: {
                     **asdict(r.stats),
                     "seq": r.seq,
-                    "dropped": dropped.get(r.source.name, 0),
+                    **per_source[r.source.name],
+                    "restarts": restarts.get(f"source:{r.source.name}", 0),
                 }
                 for r in self.runners
             },
@@ -151,8 +178,8 @@ class Gateway:
     async def _metrics_loop(self) -> None:
         """Publish the counters and refresh the health file, every metrics_interval."""
         interval = self.config.gateway.metrics_interval
-        health = health_path(self.config.gateway.buffer.path)
         replayed, stamp = self.publisher.stats.replayed, time.monotonic()
+        failing: str | None = None
         while True:
             snapshot = self.metrics()
             batches, readings, oldest = await self.buffer.backlog()
@@ -168,8 +195,12 @@ class Gateway:
             snapshot["readings"]["replay_rate"] = round(rate, 1)
             replayed, stamp = self.publisher.stats.replayed, now
             try:
-                await asyncio.to_thread(write_health, health, snapshot)
+                await asyncio.to_thread(write_health, self.health, snapshot)
             except OSError as exc:
-                log.warning("cannot write %s: %s", health, exc)
+                if failing != str(exc):  # e.g. a full disk: said once, not every interval
+                    log.warning("cannot write %s: %s", self.health, exc)
+                failing = str(exc)
+            else:
+                failing = None
             self.publisher.publish_metrics(json.dumps(snapshot, separators=(",", ":")).encode())
             await asyncio.sleep(interval)

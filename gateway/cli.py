@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from gateway import __version__
 from gateway.config import Config, load_config
-from gateway.errors import ConfigError, PlantgateError
+from gateway.errors import EXIT_CONFIG, EXIT_FATAL, EXIT_OK, ConfigError, PlantgateError
 
 DEFAULT_CONFIG = "config.yaml"
 
@@ -40,6 +40,14 @@ def dump_tasks() -> None:
         task.print_stack(file=sys.stderr)
 
 
+def ignore_hangup() -> None:
+    """SIGHUP would kill the process by default; until the tag map can be reloaded, say so."""
+    logging.getLogger("plantgate").warning(
+        "SIGHUP: reloading the tag map is not available in this version; ignored "
+        "(restart the gateway to apply a changed config)"
+    )
+
+
 def run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
     """Run ``main(stop)`` on a new event loop; SIGTERM and SIGINT set ``stop``."""
 
@@ -48,35 +56,41 @@ def run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]])
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, ignore_hangup)
         loop.add_signal_handler(signal.SIGUSR2, dump_tasks)  # where is every task waiting?
         await main(stop)
 
     asyncio.run(runner())
 
 
-def _load(path: str) -> Config | None:
+def _load(path: str, lenient: bool = False) -> Config | None:
+    """The config, or None after printing every problem; warnings are printed too."""
+    warnings: list[str] = []
     try:
-        return load_config(path)
+        config = load_config(path, lenient=lenient, warnings=warnings)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return None
+    for warning in warnings if not lenient else []:
+        print(f"{path}: warning: {warning}", file=sys.stderr)
+    return config
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Check a config file; print every problem."""
     config = _load(args.config)
     if config is None:
-        return 1
+        return EXIT_CONFIG
     tags = sum(len(s.tags) for s in config.sources)
     print(f"{args.config}: ok ({len(config.sources)} source(s), {tags} tag(s))")
-    return 0
+    return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run the gateway until SIGTERM/SIGINT."""
+    """Run the gateway until SIGTERM/SIGINT; see gateway.errors for the exit codes."""
     config = _load(args.config)
     if config is None:
-        return 1
+        return EXIT_CONFIG
     from gateway.app import Gateway
 
     gateway = Gateway(config)
@@ -87,9 +101,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         run_until_signal(gateway.run)
     except PlantgateError as exc:
-        logging.getLogger("plantgate").error("%s", exc)
-        return 1
-    return 0
+        # One line that says why, for the operator and the container runtime's log.
+        logging.getLogger("plantgate").critical("fatal: %s", exc)
+        return EXIT_FATAL
+    return EXIT_OK
 
 
 PROTOCOLS = ("modbus", "opcua", "logix")
@@ -119,6 +134,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     }
     chosen = [(name, *simulators[name]) for name in args.protocols]
 
+    failed: list[str] = []
+
     async def main(stop: asyncio.Event) -> None:
         servers = [
             asyncio.create_task(serve(args.host, port), name=name)
@@ -126,25 +143,29 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         ]
         where = ", ".join(address.format(args.host, port) for _, _, port, address in chosen)
         print(f"simulating the plant: {where}", flush=True)
-        done, _ = await asyncio.wait(
+        await asyncio.wait(
             [asyncio.create_task(stop.wait()), *servers], return_when=asyncio.FIRST_COMPLETED
         )
-        for task in done:
-            if task in servers and not task.cancelled() and task.exception() is not None:
+        # Let the other servers finish starting (or failing) before judging: every failure is
+        # reported, not only the first.
+        await asyncio.wait(servers, timeout=2.0)
+        for task in servers:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                failed.append(task.get_name())
                 print(f"simulator {task.get_name()} failed: {task.exception()}", file=sys.stderr)
         for task in servers:
             task.cancel()
         await asyncio.gather(*servers, return_exceptions=True)
 
     run_until_signal(main)
-    return 0
+    return EXIT_FATAL if failed else EXIT_OK
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
     """Print what the gateway publishes."""
     config = _load(args.config)
     if config is None:
-        return 1
+        return EXIT_CONFIG
     from gateway.tail import tail
 
     return tail(config.mqtt, args.topic, args.count)
@@ -152,7 +173,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 def cmd_health(args: argparse.Namespace) -> int:
     """Report whether the gateway of this config is alive (for HEALTHCHECK and operators)."""
-    config = _load(args.config)
+    config = _load(args.config, lenient=True)  # needs no broker secrets
     if config is None:
         return 1
     from gateway.health import check_health, health_path
@@ -165,9 +186,9 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 def cmd_buffer_stats(args: argparse.Namespace) -> int:
     """Print the buffer's backlog per source, its size and what was dropped."""
-    config = _load(args.config)
+    config = _load(args.config, lenient=True)  # needs no broker secrets
     if config is None:
-        return 1
+        return EXIT_CONFIG
     from buffer.inspect import format_stats
 
     try:

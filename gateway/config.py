@@ -5,14 +5,16 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import ssl
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
+from buffer.space import MAX_BYTES, MIN_BYTES
 from connectors import PROTOCOLS, SourceConfig
 from gateway.errors import ConfigError
 from gateway.schema import Credentials, Duration, Name, Size, Strict
@@ -27,9 +29,27 @@ class BufferConfig(Strict):
     """Where and how much the store-and-forward buffer keeps."""
 
     path: Path = Path("./data/buffer.db")
+    # Everything on disk: database, WAL, shared memory and the disk-full reserve.
     max_bytes: Size = 2**30
     max_age: Duration = 7 * 86400.0
     durability: Literal["normal", "full"] = "normal"
+
+    @field_validator("max_bytes")
+    @classmethod
+    def _max_bytes(cls, size: int) -> int:
+        if not MIN_BYTES <= size <= MAX_BYTES:
+            raise ValueError(
+                f"{size} bytes is outside 1MiB..1TiB (the WAL and the disk-full reserve alone "
+                "take 512KiB)"
+            )
+        return size
+
+    @field_validator("max_age")
+    @classmethod
+    def _max_age(cls, seconds: float) -> float:
+        if seconds < 60:
+            raise ValueError("max_age below 1m would drop readings before an outage is noticed")
+        return seconds
 
 
 class GatewayConfig(Strict):
@@ -38,7 +58,7 @@ class GatewayConfig(Strict):
     name: Name
     writes: bool = False
     buffer: BufferConfig = BufferConfig()
-    metrics_interval: Duration = 10.0
+    metrics_interval: Annotated[Duration, Field(ge=0.1, le=3600)] = 10.0
 
 
 class TlsConfig(Strict):
@@ -48,6 +68,19 @@ class TlsConfig(Strict):
     cert_file: Path | None = None
     key_file: Path | None = None
     insecure: bool = False
+
+
+class ReconnectConfig(Strict):
+    """Waits between attempts to reach the broker: doubling from ``min`` up to ``max``, jittered."""
+
+    min: Duration = 0.25
+    max: Duration = 5.0
+
+    @model_validator(mode="after")
+    def _order(self) -> ReconnectConfig:
+        if self.min > self.max:
+            raise ValueError("reconnect.min is longer than reconnect.max")
+        return self
 
 
 class ReplayConfig(Strict):
@@ -76,8 +109,9 @@ class MqttConfig(Credentials):
     layout: Literal["per_tag", "per_batch"] = "per_tag"
     qos: Literal[0, 1] = 1
     retain: bool = True
-    keepalive: Duration = 30.0
+    keepalive: Annotated[Duration, Field(ge=1, le=65535)] = 30.0  # MQTT's limit
     connect_timeout: Duration = 10.0  # TCP, TLS and CONNACK, each
+    reconnect: ReconnectConfig = ReconnectConfig()
     max_inflight: int = Field(default=1000, ge=1, le=60000)  # paho's message ids end at 65,535
     replay: ReplayConfig = ReplayConfig()
     sparkplug: SparkplugConfig = SparkplugConfig()
@@ -180,16 +214,23 @@ def interpolate(node: Any, loc: Loc, problems: list[tuple[Loc, str]]) -> Any:
     return _VAR.sub(sub, node)
 
 
-def _load(text: str) -> tuple[Any, dict[Loc, int]]:
-    """Parse YAML once: the data, and each key path's 1-based line number."""
+def _load(text: str) -> tuple[Any, dict[Loc, int], list[tuple[Loc, str]]]:
+    """Parse YAML once: the data, each key path's 1-based line number, and duplicate keys
+    (YAML would silently keep the last one; a tag map with two ``scan:`` keys is a mistake)."""
     lines: dict[Loc, int] = {}
+    duplicates: list[tuple[Loc, str]] = []
 
     def walk(node: yaml.Node, path: Loc) -> None:
         lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
             for key, value in node.value:
-                sub = (*path, str(key.value))
-                lines[sub] = key.start_mark.line + 1
+                name, line = str(key.value), key.start_mark.line + 1
+                sub = (*path, name)
+                if name in seen and name != "<<":
+                    duplicates.append((sub, f"duplicate key (lines {seen[name]} and {line})"))
+                seen.setdefault(name, line)
+                lines[sub] = line
                 walk(value, sub)
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
@@ -199,11 +240,79 @@ def _load(text: str) -> tuple[Any, dict[Loc, int]]:
     try:
         root = loader.get_single_node()
         if root is None:
-            return None, lines
+            return None, lines, duplicates
         walk(root, ())
-        return loader.construct_document(root), lines
+        return loader.construct_document(root), lines, duplicates
     finally:
         loader.dispose()
+
+
+def literal_secrets(node: Any, loc: Loc = ()) -> list[tuple[Loc, str]]:
+    """``password:`` keys written out in the file instead of taken from the environment."""
+    found: list[tuple[Loc, str]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            sub = (*loc, str(key))
+            if key == "password" and isinstance(value, str) and value and "${" not in value:
+                found.append((sub, "a literal secret; use ${VAR} or password_file"))
+            else:
+                found += literal_secrets(value, sub)
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            found += literal_secrets(item, (*loc, i))
+    return found
+
+
+def _files(model: Any, loc: Loc = ()) -> list[tuple[Loc, Path]]:
+    """Every file a config names (fields called ``*_file``), with where it is named."""
+    found: list[tuple[Loc, Path]] = []
+    if isinstance(model, list | tuple):
+        for i, item in enumerate(model):
+            found += _files(item, (*loc, i))
+    elif isinstance(model, BaseModel):
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            if name.endswith("_file") and isinstance(value, Path):
+                found.append(((*loc, name), value))
+            elif isinstance(value, BaseModel | list):
+                found += _files(value, (*loc, name))
+    return found
+
+
+def check_files(config: Config) -> list[tuple[Loc, str]]:
+    """What ``run`` would die on later: named files that are missing or unreadable, and TLS
+    certificates and keys that do not load (or do not belong together)."""
+    problems: list[tuple[Loc, str]] = []
+    for loc, path in _files(config):
+        if not path.is_file():
+            problems.append((loc, f"{path}: no such file"))
+        elif not os.access(path, os.R_OK):
+            problems.append((loc, f"{path}: not readable by this user"))
+    if problems:
+        return problems
+    tls = config.mqtt.tls
+    context = ssl.create_default_context()
+    if tls.ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=str(tls.ca_file))
+        except (ssl.SSLError, ValueError) as exc:
+            problems.append(
+                (("mqtt", "tls", "ca_file"), f"{tls.ca_file}: not a CA certificate ({exc})")
+            )
+    if (tls.cert_file is None) != (tls.key_file is None):
+        which = "key_file" if tls.key_file is None else "cert_file"
+        problems.append((("mqtt", "tls", which), "set both cert_file and key_file, or neither"))
+    elif tls.cert_file is not None and tls.key_file is not None:
+        try:
+            context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+        except ssl.SSLError as exc:
+            problems.append(
+                (
+                    ("mqtt", "tls", "cert_file"),
+                    f"{tls.cert_file} with {tls.key_file}: not a certificate and its key ({exc})",
+                )
+            )
+    return problems
 
 
 def _render_path(loc: Loc) -> str:
@@ -274,11 +383,24 @@ def _siblings(loc: Loc, data: Any) -> list[str]:
     return list(candidates[0].model_fields) if candidates else []
 
 
-def parse_config(text: str, file: str | None = None) -> Config:
-    """Validate YAML text; raise ConfigError listing every problem with its line."""
+def parse_config(
+    text: str,
+    file: str | None = None,
+    *,
+    lenient: bool = False,
+    files: bool = False,
+    warnings: list[str] | None = None,
+) -> Config:
+    """Validate YAML text; raise ConfigError listing every problem with its line.
+
+    ``files``: also check the files the config names (they exist, are readable, and TLS
+    certificates and keys load). ``lenient``: for commands that only read the gateway's own
+    files (health, buffer stats): unset environment variables are not problems.
+    ``warnings`` collects what is allowed but unwise (a literal secret), with its line.
+    """
     where = file or "<config>"
     try:
-        raw, lines = _load(text)
+        raw, lines, found = _load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark is not None else ""
@@ -287,8 +409,18 @@ def parse_config(text: str, file: str | None = None) -> Config:
         raise ConfigError(
             ["the file must be a YAML mapping with gateway:, mqtt: and sources:"], file
         )
-    found: list[tuple[Loc, str]] = []
-    data = interpolate(raw, (), found)
+
+    def render(loc: Loc, message: str) -> str:
+        line = lines.get(loc) or lines.get(loc[:-1])
+        at = f" ({where}:{line})" if line else ""
+        return f"{_render_path(loc) or '(top level)'}: {message}{at}"
+
+    if warnings is not None:
+        warnings += [render(loc, message) for loc, message in literal_secrets(raw)]
+    unset: list[tuple[Loc, str]] = []
+    data = interpolate(raw, (), unset)
+    if not lenient:
+        found += unset
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
@@ -302,21 +434,20 @@ def parse_config(text: str, file: str | None = None) -> Config:
             found.append((loc, _message(err, loc, _siblings(loc, data))))
     else:
         found += duplicate_names(config)
+        if not found and files:
+            found += check_files(config)
     if found:
-        problems = []
-        for loc, message in found:
-            line = lines.get(loc) or lines.get(loc[:-1])
-            at = f" ({where}:{line})" if line else ""
-            problems.append(f"{_render_path(loc) or '(top level)'}: {message}{at}")
-        raise ConfigError(problems, file)
+        raise ConfigError([render(loc, message) for loc, message in found], file)
     return config
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a config file."""
+def load_config(
+    path: str | Path, *, lenient: bool = False, warnings: list[str] | None = None
+) -> Config:
+    """Read and validate a config file and the files it names (see :func:`parse_config`)."""
     p = Path(path)
     try:
         text = p.read_text()
     except OSError as exc:
         raise ConfigError([f"cannot read {p}: {exc.strerror or exc}"], str(p)) from exc
-    return parse_config(text, str(p))
+    return parse_config(text, str(p), lenient=lenient, files=not lenient, warnings=warnings)

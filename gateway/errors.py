@@ -37,6 +37,15 @@ class DeviceError(SourceError):
     retryable = True
 
 
+class GatewayFailed(PlantgateError):
+    """The gateway cannot do its job (a task that may not restart died, or one kept failing)."""
+
+
+EXIT_OK = 0  # stopped on request (SIGTERM, SIGINT), after a clean flush
+EXIT_FATAL = 1  # could not start (e.g. the buffer is unusable) or had to stop: see the log line
+EXIT_CONFIG = 2  # the config file is invalid or the command line is wrong: nothing started
+
+
 class StoreError(PlantgateError):
     """The store-and-forward buffer failed."""
 

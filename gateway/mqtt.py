@@ -59,16 +59,9 @@ class MqttLink:
         # (quadratic with thousands in flight).
         client.max_inflight_messages_set(0)
         client.will_set(will[0], will[1], qos=1, retain=True)
-        if cfg.username is not None:
-            client.username_pw_set(cfg.username, cfg.secret())
-        if cfg.use_tls:
-            client.tls_set(
-                ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
-                certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
-                keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
-                cert_reqs=ssl.CERT_NONE if cfg.tls.insecure else ssl.CERT_REQUIRED,
-            )
-            client.tls_insecure_set(cfg.tls.insecure)
+        configure_client(client, cfg)
+        client.on_log = self._on_log
+        self.last_socket_error: str | None = None  # what paho saw fail on the socket, if any
         self._client = client
 
     async def connect(self, timeout: float = 10.0) -> None:
@@ -85,7 +78,7 @@ class MqttLink:
         except socket.gaierror as exc:
             raise BrokerError(f"broker {where}: cannot resolve host name ({exc.strerror})") from exc
         except ssl.SSLError as exc:
-            raise BrokerError(f"broker {where}: TLS handshake failed: {exc.reason or exc}") from exc
+            raise BrokerError(f"broker {where}: {tls_problem(exc, cfg)}") from exc
         except TimeoutError as exc:
             raise BrokerError(f"broker {where}: no TCP connection within {timeout:.0f}s") from exc
         except OSError as exc:
@@ -98,6 +91,9 @@ class MqttLink:
             raise BrokerError(
                 f"broker {where}: accepted TCP but sent no CONNACK within {timeout:.0f}s"
             ) from exc
+        except BrokerError as exc:  # the connection closed before a CONNACK
+            await self.close()
+            raise BrokerError(f"broker {where}: {exc}") from exc
         if code.is_failure:
             await self.close()
             raise BrokerRefused(f"broker {where} refused the connection: {code}")
@@ -148,8 +144,18 @@ class MqttLink:
     def _on_disconnect(
         self, client: paho.Client, userdata: Any, flags: Any, code: ReasonCode, props: Any
     ) -> None:
+        why = socket_problem(self.last_socket_error, self.cfg) or str(code)
+        if not self._connack.done():
+            self._connack.set_exception(BrokerError(f"closed before CONNACK: {why}"))
+            self._connack.exception()  # retrieved here too: connect() may be gone already
         if not self.closed.done():
-            self.closed.set_result(str(code))
+            self.closed.set_result(why)
+
+    def _on_log(self, client: paho.Client, userdata: Any, level: int, message: str) -> None:
+        # paho says why a socket read or write failed only in its log (e.g. the TLS alert
+        # of a broker that wanted a client certificate): keep it for the error we raise.
+        if level == paho.MQTT_LOG_ERR and "on socket" in message:
+            self.last_socket_error = message
 
     def _on_publish(
         self, client: paho.Client, userdata: Any, mid: int, code: ReasonCode, props: Any
@@ -201,3 +207,64 @@ class MqttLink:
             self._loop.remove_writer(sock)
         if self._sock is sock:
             self._sock = None
+
+
+def configure_client(client: paho.Client, cfg: MqttConfig) -> None:
+    """Credentials and TLS exactly as the config says: one set-up for ``run`` and ``tail``."""
+    if cfg.username is not None:
+        client.username_pw_set(cfg.username, cfg.secret())
+    if cfg.use_tls:
+        client.tls_set(
+            ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
+            certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
+            keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
+            cert_reqs=ssl.CERT_NONE if cfg.tls.insecure else ssl.CERT_REQUIRED,
+        )
+        client.tls_insecure_set(cfg.tls.insecure)
+
+
+# OpenSSL's verify codes that mean "not signed by anything we trust".
+_UNTRUSTED = {2, 18, 19, 20, 21, 27}
+_HOSTNAME_MISMATCH = 62
+_EXPIRED = 10
+
+
+def tls_problem(exc: ssl.SSLError, cfg: MqttConfig) -> str:
+    """A failed TLS handshake, said in terms of what to fix."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        code, detail = exc.verify_code, exc.verify_message
+        if code == _HOSTNAME_MISMATCH:
+            return (
+                f"TLS: the broker's certificate is not for host {cfg.host!r} (host name "
+                f"mismatch: {detail}); use the host name the certificate names"
+            )
+        if code == _EXPIRED:
+            return f"TLS: the broker's certificate has expired ({detail})"
+        if code in _UNTRUSTED:
+            ca = f"tls.ca_file {cfg.tls.ca_file}" if cfg.tls.ca_file else "the system's CAs"
+            return (
+                f"TLS: the broker's certificate is not trusted by {ca} ({detail}); set "
+                "mqtt.tls.ca_file to the CA that signed it"
+            )
+        return f"TLS: the broker's certificate was refused ({detail})"
+    return socket_problem(str(exc), cfg) or f"TLS handshake failed: {exc.reason or exc}"
+
+
+def socket_problem(error: str | None, cfg: MqttConfig) -> str | None:
+    """A socket error from a TLS connection, said in terms of what to fix (None: unknown)."""
+    if not error:
+        return None
+    text = error.lower()
+    if "certificate required" in text or "peer did not return a certificate" in text:
+        return (
+            "TLS: the broker requires a client certificate; set mqtt.tls.cert_file and key_file"
+            if cfg.tls.cert_file is None
+            else f"TLS: the broker requires a client certificate and did not take "
+            f"{cfg.tls.cert_file}"
+        )
+    if "unknown ca" in text or "bad certificate" in text or "certificate unknown" in text:
+        return (
+            f"TLS: the broker refused our client certificate {cfg.tls.cert_file} (not signed "
+            "by a CA it trusts)"
+        )
+    return error.removeprefix("failed to receive on socket: ")

@@ -14,17 +14,16 @@ from buffer import Buffer, StoredBatch
 from gateway import __version__
 from gateway.backoff import backoff
 from gateway.config import Config
-from gateway.encode import per_batch, per_tag
+from gateway.encode import JsonEncoder
 from gateway.errors import BrokerError
 from gateway.models import epoch_ms
 from gateway.mqtt import MqttLink
+from gateway.replay import ReplayCursor
+from gateway.window import InflightWindow
 
 log = logging.getLogger(__name__)
 
-# Readings in flight at most (besides mqtt.max_inflight messages): bounds the memory paho holds
-# for unacknowledged messages while leaving room for ~100,000 readings/s at tens of ms RTT.
-MAX_INFLIGHT_READINGS = 50_000
-SLICE = 500  # per_tag messages published between two yields to the event loop
+SLICE = 500  # messages published between two yields to the event loop
 
 
 @dataclass(slots=True)
@@ -38,36 +37,9 @@ class PublisherStats:
     readings_sent: int = 0
     readings_acked: int = 0
     replayed: int = 0
+    current_sent: int = 0  # newest readings republished (retained) at connect
+    last_ack_ms: int = 0  # epoch ms of the last acknowledged message
     last_error: str | None = None
-
-
-class Pacer:
-    """A token bucket in readings per second, so a replayed backlog never floods the broker."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.tokens = float(rate)
-        self.stamp = time.monotonic()
-
-    def allowance(self, budget: int) -> int:
-        """Readings worth reading from the buffer now: what the bucket holds (at least 1)."""
-        self._refill()
-        return max(1, min(budget, int(self.tokens)))
-
-    def _refill(self) -> None:
-        now = time.monotonic()
-        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-
-    def wait_for(self, readings: int) -> float:
-        """Seconds to wait before ``readings`` may go (0 when they may go now, and are spent)."""
-        self._refill()
-        # A batch larger than a second's worth goes when the bucket is full.
-        need = min(readings, self.rate)
-        if self.tokens >= need:
-            self.tokens -= readings
-            return 0.0
-        return (need - self.tokens) / self.rate
 
 
 class Publisher:
@@ -80,19 +52,22 @@ class Publisher:
         self.stats = PublisherStats()
         self.status_topic = f"{self.mqtt.topic_prefix}/_gateway/status"
         self.metrics_topic = f"{self.mqtt.topic_prefix}/_gateway/metrics"
+        # QoS 0 messages have no ack: a QoS 1 message after them acknowledges them all.
+        self.fence_topic = f"{self.mqtt.topic_prefix}/_gateway/fence"
+        self.encoder = JsonEncoder(self.mqtt.topic_prefix)
+        self.window = InflightWindow(buffer.release, self.mqtt.max_inflight)
         self._link: MqttLink | None = None
-        self._inflight: dict[int, int] = {}  # message id -> batch id
-        self._remaining: dict[int, tuple[int, int]] = {}  # batch id -> (messages unacked, readings)
-        self._inflight_readings = 0
-        self._window_open = asyncio.Event()
         self._stopping = False
         self.online = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    def _delays(self) -> Any:
+        return backoff(base=self.mqtt.reconnect.min, cap=self.mqtt.reconnect.max, floor=True)
+
     async def run(self) -> None:
         """Connect, publish, reconnect with backoff; until cancelled."""
-        delays = backoff(base=0.5, cap=30.0)
+        delays = self._delays()
         while not self._stopping:
             try:
                 await self._connect()
@@ -100,7 +75,7 @@ class Publisher:
                 self._went_offline(str(exc))
                 await asyncio.sleep(next(delays))
                 continue
-            delays = backoff(base=0.5, cap=30.0)
+            delays = self._delays()
             try:
                 await self._pump()
             except BrokerError as exc:
@@ -114,21 +89,13 @@ class Publisher:
         link = self._link
         if link is None or link.closed.done():
             return
-        deadline = time.monotonic() + grace
-        while self._inflight and time.monotonic() < deadline and not link.closed.done():
-            self._window_open.clear()
-            try:
-                await asyncio.wait_for(
-                    self._window_open.wait(), max(0.0, deadline - time.monotonic())
-                )
-            except TimeoutError:
-                break
+        await self.window.wait_empty(grace)
         try:
-            mid = link.publish(self.status_topic, self._status("offline"), qos=1, retain=True)
-            self._inflight[mid] = -1
-            self._window_open.clear()
-            await asyncio.wait_for(self._window_open.wait(), 1.0)
-        except (BrokerError, TimeoutError):
+            self.window.track(
+                link.publish(self.status_topic, self._status("offline"), qos=1, retain=True)
+            )
+            await self.window.wait_empty(1.0)
+        except BrokerError:
             pass
         await link.disconnect()
 
@@ -163,7 +130,9 @@ class Publisher:
         self.stats.state = "online"
         self.stats.last_error = None
         self.online.set()
-        link.publish(self.status_topic, self._status("online"), qos=1, retain=True)
+        self.window.track(
+            link.publish(self.status_topic, self._status("online"), qos=1, retain=True)
+        )
 
     def _went_offline(self, reason: str) -> None:
         if self.stats.state != "offline" or self.stats.last_error != reason:
@@ -176,10 +145,7 @@ class Publisher:
         self.online.clear()
         if self._link is not None:
             await self._link.close()
-        # Whatever was in flight is re-sent from the buffer on the next connection.
-        self._inflight.clear()
-        self._remaining.clear()
-        self._inflight_readings = 0
+        self.window.clear()  # whatever was in flight is re-sent from the buffer next time
 
     def _status(self, state: str) -> bytes:
         body = {"state": state, "ts": epoch_ms(), "gateway": self.config.gateway.name}
@@ -189,73 +155,56 @@ class Publisher:
     # -- the pump ------------------------------------------------------------------------------
 
     async def _pump(self) -> None:
-        """Send what the buffer holds; the backlog found at connect time is historical and paced.
-
-        live_first: new rows go out at once on one cursor while a second cursor drains the
-        backlog behind them. in_order: one cursor, oldest first.
-        """
+        """The newest value of every tag first (retained), then what the buffer holds: live rows
+        at once, the backlog found at connect time behind them, historical and paced."""
         link = self._link
         assert link is not None
-        boundary = await self.buffer.max_id()  # rows committed before this connection
-        live_first = self.mqtt.replay.order == "live_first"
-        live = boundary if live_first else 0
-        backlog = 0 if live_first else boundary
-        pacer = Pacer(self.mqtt.replay.max_rate)
-        paced_until = 0.0  # the pacer said wait: no backlog is even read before then
+        # Taken together, with no await between: the current values are those of the rows
+        # committed up to the boundary, so retained values never go back in time.
+        replay = ReplayCursor(self.buffer.max_id, self.mqtt.replay.order, self.mqtt.replay.max_rate)
+        current = [
+            message
+            for source in self.buffer.latest.sources()
+            for message in self.encoder.current(source, self.buffer.latest.readings(source))
+        ]
+        if self.mqtt.layout == "per_tag" and self.mqtt.retain:
+            await self._send_current(link, current)
         while True:
             if link.closed.done():
                 raise BrokerError(f"connection closed: {link.closed.result()}")
             committed = self.buffer.stats.batches_added  # before reading: no commit is missed
-            last, wait = None, 0.0
-            if self._window_open_for_more():
-                budget = MAX_INFLIGHT_READINGS - self._inflight_readings
-                draining = live < boundary  # in_order, still in the backlog
-                pace_ok = time.monotonic() >= paced_until
-                if pace_ok or not draining:
-                    # Read only what may go now: re-reading a large backlog on every wake of a
-                    # slow pacer would starve the scans.
-                    take = pacer.allowance(budget) if draining else budget
-                    last, wait = await self._send_all(
-                        link, await self.buffer.take(live, take), boundary, pacer
-                    )
-                    live = last or live
-                if last is None and not wait and backlog < boundary and pace_ok:
-                    older = await self.buffer.take(backlog, pacer.allowance(budget), up_to=boundary)
-                    last, wait = await self._send_all(link, older, boundary, pacer)
-                    backlog = boundary if not older else (last or backlog)
-                if wait:
-                    paced_until = time.monotonic() + wait
-                if last is not None:
+            if self.window.has_room():
+                sent = 0
+                for batch in await replay.next(self.buffer, self.window.room()):
+                    if not self.window.has_room() or not replay.may_send(batch):
+                        break
+                    await self._send(link, batch, replay.historical(batch))
+                    replay.sent(batch)
+                    sent += 1
+                if sent:
                     await asyncio.sleep(0)  # acks and scans run between bursts
                     continue
-            until_paced = paced_until - time.monotonic()
-            await self._wait_for_work(link, until_paced if until_paced > 0 else 1.0, committed)
+            await self._wait_for_work(link, replay.paused() or 1.0, committed)
 
-    async def _send_all(
-        self, link: MqttLink, batches: list[StoredBatch], boundary: int, pacer: Pacer
-    ) -> tuple[int | None, float]:
-        """Send batches in order while the window has room; backlog ones (id <= boundary) paced.
+    async def _send_current(self, link: MqttLink, messages: list[tuple[str, bytes]]) -> None:
+        """Publish the newest readings retained, within the window (a 10,000-tag map is more
+        than the window holds)."""
+        for n, (topic, payload) in enumerate(messages, 1):
+            while not self.window.has_room():
+                await self._wait_for_work(link, 1.0, None)
+                if link.closed.done():
+                    raise BrokerError(f"connection closed: {link.closed.result()}")
+            self.window.track(link.publish(topic, payload, qos=1, retain=True))
+            if n % SLICE == 0:
+                await asyncio.sleep(0)
+        self.stats.current_sent += len(messages)
+        self.stats.messages_sent += len(messages)
 
-        Returns the last batch id sent (None if none) and how long the pacer asks to wait
-        (0 when it did not stop the sending).
-        """
-        last = None
-        for batch in batches:
-            if not self._window_open_for_more():
-                break
-            historical = batch.id <= boundary
-            if historical and (wait := pacer.wait_for(batch.count)) > 0:
-                return last, wait
-            await self._send(link, batch, historical)
-            last = batch.id
-        return last, 0.0
-
-    async def _wait_for_work(self, link: MqttLink, timeout: float, committed: int) -> None:
-        self._window_open.clear()
-        waits: list[asyncio.Future[Any]] = [
-            asyncio.ensure_future(self.buffer.wait_committed(committed)),
-            asyncio.ensure_future(self._window_open.wait()),
-        ]
+    async def _wait_for_work(self, link: MqttLink, timeout: float, committed: int | None) -> None:
+        self.window.opened.clear()
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self.window.opened.wait())]
+        if committed is not None:
+            waits.append(asyncio.ensure_future(self.buffer.wait_committed(committed)))
         try:
             await asyncio.wait(
                 [*waits, link.closed], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
@@ -264,54 +213,34 @@ class Publisher:
             for w in waits:
                 w.cancel()
 
-    def _window_open_for_more(self) -> bool:
-        return (
-            len(self._inflight) < self.mqtt.max_inflight
-            and self._inflight_readings < MAX_INFLIGHT_READINGS
-        )
-
     async def _send(self, link: MqttLink, batch: StoredBatch, historical: bool) -> None:
         cfg = self.mqtt
-        retain = cfg.retain and not historical
         if cfg.layout == "per_batch":
-            topic, payload = per_batch(
-                cfg.topic_prefix, batch.source, batch.ts, batch.payload, historical
-            )
-            messages = [(topic, payload)]
+            messages = [self.encoder.per_batch(batch, historical)]
             retain = False  # a batch is history, not a live value
         else:
-            messages = list(per_tag(cfg.topic_prefix, batch.source, batch.payload, historical))
-        self._remaining[batch.id] = (len(messages), batch.count)
-        self._inflight_readings += batch.count
+            messages = self.encoder.per_tag(batch, historical)
+            retain = cfg.retain and not historical
+        if cfg.qos == 1:
+            self.window.expect(batch.id, batch.count, len(messages))
+        track = self.window.track if cfg.qos == 1 else None
         for n, (topic, payload) in enumerate(messages, 1):
             mid = link.publish(topic, payload, qos=cfg.qos, retain=retain)
-            self._inflight[mid] = batch.id
+            if track is not None:
+                track(mid, batch.id)
             if n % SLICE == 0:
                 await asyncio.sleep(0)  # a 10,000-tag batch must not hold the scans up
+        if cfg.qos == 0:
+            # No ack per message: the batch is released by the ack of a later QoS 1 fence.
+            self.window.sent_unacked(batch.id, batch.count)
+            self.window.fence(link.publish(self.fence_topic, b"", qos=1, retain=False))
         self.stats.messages_sent += len(messages)
         self.stats.readings_sent += batch.count
         if historical:
             self.stats.replayed += batch.count
 
     def _acked(self, mid: int) -> None:
-        batch_id = self._inflight.pop(mid, None)
-        if batch_id is None:
-            return  # status message or a stale id
-        self.stats.messages_acked += 1
-        if batch_id < 0:
-            self._window_open.set()
-            return
-        left, readings = self._remaining[batch_id]
-        if left > 1:
-            self._remaining[batch_id] = (left - 1, readings)
-        else:
-            del self._remaining[batch_id]
-            self._inflight_readings -= readings
-            self.stats.readings_acked += readings
-            self.buffer.release(batch_id)
-        # Wake the pump at half the window, so a full window is refilled in bursts, not per ack.
-        if (
-            len(self._inflight) <= self.mqtt.max_inflight // 2
-            and self._inflight_readings <= MAX_INFLIGHT_READINGS // 2
-        ):
-            self._window_open.set()
+        self.window.acked(mid)
+        self.stats.messages_acked = self.window.acked_messages
+        self.stats.readings_acked = self.window.acked_readings
+        self.stats.last_ack_ms = int(time.time() * 1000)

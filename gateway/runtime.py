@@ -101,6 +101,8 @@ class SourceRunner:
     async def run(self) -> None:
         """Scan (or subscribe) until cancelled; never raises for device trouble."""
         loop = asyncio.get_running_loop()
+        if self.stats.state == "connected":  # restarted after a failure: connect afresh
+            self.stats.state = "starting"
         try:
             if self.subscribing:
                 await self._run_subscribed(loop)

@@ -11,6 +11,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSeriali
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*$")
+MIN_SCAN = 0.001  # seconds: no PLC answers faster over TCP
+MAX_DURATION = 3650 * 86400.0  # longer is a typo, and would overflow date arithmetic
+MAX_SIZE = 2**50
 _SIZE_UNITS = {
     "B": 1,
     "KB": 10**3,
@@ -34,8 +37,10 @@ def parse_duration(value: object) -> float:
         seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
     else:
         raise ValueError(f"{value!r} is not a duration; use e.g. 250ms, 1s, 5m or 7d")
-    if seconds <= 0:
+    if not seconds > 0:
         raise ValueError("a duration must be greater than zero")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{value!r} is longer than 3650d; is a unit missing or wrong?")
     return seconds
 
 
@@ -51,6 +56,8 @@ def parse_size(value: object) -> int:
         raise ValueError(f"{value!r} is not a size; use e.g. 512MiB or 2GB")
     if size <= 0:
         raise ValueError("a size must be greater than zero")
+    if size > MAX_SIZE:
+        raise ValueError(f"{value!r} is larger than 1PiB; is a unit wrong?")
     return size
 
 
@@ -89,10 +96,10 @@ class TagBase(Strict):
 
     name: TagName
     units: str | None = None
-    deadband: float = Field(default=0.0, ge=0)
+    deadband: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     report: Literal["on_change", "always"] = "on_change"
     heartbeat: Duration | None = None
-    scan: Duration | None = None  # None: the source's scan
+    scan: Annotated[Duration, Field(ge=MIN_SCAN)] | None = None  # None: the source's scan
     writable: bool = False
 
 
@@ -100,7 +107,7 @@ class SourceBase(Strict):
     """Keys every source (one PLC connection) has, whatever its protocol."""
 
     name: Name
-    scan: Duration = 1.0
+    scan: Annotated[Duration, Field(ge=MIN_SCAN)] = 1.0
     connect_timeout: Duration = 5.0
     backoff_max: Duration = 30.0  # longest wait between reconnect attempts
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import sys
 from typing import Any, TextIO
 
@@ -11,6 +12,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.config import MqttConfig
 from gateway.models import epoch_ms
+from gateway.mqtt import configure_client, socket_problem, tls_problem
 
 
 def describe(topic: str, payload: bytes, now_ms: int) -> str:
@@ -32,43 +34,59 @@ def describe(topic: str, payload: bytes, now_ms: int) -> str:
 def tail(
     cfg: MqttConfig, topic: str | None = None, count: int | None = None, out: TextIO = sys.stdout
 ) -> int:
-    """Subscribe to the gateway's topics and print each message until Ctrl-C (or ``count``)."""
+    """Subscribe to the gateway's topics and print each message until Ctrl-C (or ``count``).
+
+    Exits 1 with one line saying why when the broker cannot be reached, refuses us, or drops
+    the connection.
+    """
     seen = 0
+    failure: list[str] = []
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
-    if cfg.username:
-        client.username_pw_set(cfg.username, cfg.secret())
-    if cfg.use_tls:
-        client.tls_set(ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None)
-        client.tls_insecure_set(cfg.tls.insecure)
+    configure_client(client, cfg)
     wanted = topic or f"{cfg.topic_prefix}/#"
+    where = f"{cfg.host}:{cfg.port}"
+    socket_errors: list[str] = []
+
+    def on_log(c: paho.Client, u: Any, level: int, message: str) -> None:
+        if level == paho.MQTT_LOG_ERR and "on socket" in message:
+            socket_errors.append(message)
 
     def on_connect(c: paho.Client, u: Any, f: Any, code: Any, p: Any) -> None:
         if code.is_failure:
-            print(f"broker refused: {code}", file=sys.stderr)
+            failure.append(f"broker {where} refused the connection: {code}")
             c.disconnect()
             return
         c.subscribe(wanted, qos=0)
-        print(f"subscribed to {wanted} on {cfg.host}:{cfg.port}", file=out, flush=True)
+        print(f"subscribed to {wanted} on {where}", file=out, flush=True)
+
+    def on_disconnect(c: paho.Client, u: Any, f: Any, code: Any, p: Any) -> None:
+        if count is None or seen < count:
+            last = socket_errors[-1] if socket_errors else None
+            failure.append(f"broker {where}: {socket_problem(last, cfg) or code}")
+        c.disconnect()  # no automatic reconnect: say what went wrong instead
 
     def on_message(c: paho.Client, u: Any, msg: paho.MQTTMessage) -> None:
         nonlocal seen
-        print(
-            describe(msg.topic, bytes(msg.payload), epoch_ms()),
-            file=out,
-            flush=True,
-        )
+        print(describe(msg.topic, bytes(msg.payload), epoch_ms()), file=out, flush=True)
         seen += 1
         if count is not None and seen >= count:
             c.disconnect()
 
     client.on_connect = on_connect
     client.on_message = on_message
+    client.on_disconnect = on_disconnect
+    client.on_log = on_log
     try:
         client.connect(cfg.host, cfg.port)
-        client.loop_forever(retry_first_connection=True)
+        client.loop_forever()
     except KeyboardInterrupt:
         client.disconnect()
+        return 0
+    except ssl.SSLError as exc:
+        failure.append(f"broker {where}: {tls_problem(exc, cfg)}")
     except OSError as exc:
-        print(f"cannot connect to {cfg.host}:{cfg.port}: {exc}", file=sys.stderr)
+        failure.append(f"cannot connect to {where}: {exc.strerror or exc}")
+    if failure:
+        print(f"tail: {failure[0]}", file=sys.stderr)
         return 1
     return 0

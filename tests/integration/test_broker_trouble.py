@@ -114,8 +114,8 @@ async def test_tls_verification_failure_then_the_right_ca(
         config["mqtt"]["url"] = f"mqtts://127.0.0.1:{broker.port}"
         async with running(config) as gateway:  # the system CAs do not know this certificate
             error = await offline_for_a_while(gateway)
-        assert "TLS handshake failed" in error
-        assert "CERTIFICATE_VERIFY_FAILED" in error.upper() or "certificate verify failed" in error
+        assert "the broker's certificate is not trusted" in error
+        assert "set mqtt.tls.ca_file to the CA that signed it" in error
         config["mqtt"]["tls"] = {"ca_file": str(cert)}
         async with running(config) as gateway:
             await async_wait_until(lambda: gateway.publisher.stats.readings_acked > 20, 15)

@@ -206,18 +206,18 @@ def test_validate_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "ok (1 source(s), 1 tag(s))" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
     bad.write_text(GOOD.replace("holding:100", "register:100"))
-    assert main(["validate", "-c", str(bad)]) == 1
+    assert main(["validate", "-c", str(bad)]) == 2  # EXIT_CONFIG
     err = capsys.readouterr().err
     assert "sources[0].tags[0].address: 'register:100' is not a Modbus address" in err
     assert f"({bad}:10)" in err
-    assert main(["validate", "-c", str(tmp_path / "missing.yaml")]) == 1
+    assert main(["validate", "-c", str(tmp_path / "missing.yaml")]) == 2
     assert "cannot read" in capsys.readouterr().err
 
 
 def test_run_refuses_an_invalid_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(GOOD.replace("name: line1-edge", "name: line1-edge\n  colour: blue"))
-    assert main(["run", "-c", str(bad)]) == 1
+    assert main(["run", "-c", str(bad)]) == 2  # EXIT_CONFIG: nothing started
     assert "gateway.colour: unknown key" in capsys.readouterr().err
     assert not (tmp_path / "data").exists()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any
 
 from gateway.errors import ConnectionLost
@@ -137,13 +138,21 @@ async def test_overrun_skips_missed_ticks_and_counts_them() -> None:
     device = FakeDevice()
     device.read_delay = 0.05  # each read takes 2.5 ticks of 20 ms
     runner = SourceRunner(source(), tags({"name": "a", "report": "always"}), device, batches.append)
+    ticks: list[float] = []  # the tick each read serves, as the runner scheduled it
+    read = device.read
+
+    async def note_tick(tags: Sequence[TagBase]) -> list[Sample]:
+        ticks.append(runner.groups[0].next_due)
+        return await read(tags)
+
+    device.read = note_tick  # type: ignore[method-assign]
     await run_for(runner, lambda: len(batches) >= 6)
     assert runner.stats.overruns >= 2 * (len(batches) - 1)
-    # Skipped, not queued: after a 50 ms read the next scan waits for the next free tick (60 ms
-    # after the last start); a queue of missed ticks would start it at once (50 ms). A slow
-    # machine only widens the gaps, so this cannot fail by load.
-    gaps = [b - a for a, b in zip(device.read_at, device.read_at[1:], strict=False)]
-    assert min(gaps) >= 0.055, gaps
+    # Skipped, not queued: after a 50 ms read the next scan serves the next free tick, three
+    # ticks (60 ms) on; a queue of missed ticks would serve the very next one (20 ms). Judged
+    # on the schedule, not on when a loaded machine got round to it.
+    steps = [round((b - a) / 0.02) for a, b in pairwise(ticks)]
+    assert min(steps) >= 3, steps
 
 
 async def test_tags_with_their_own_scan_form_groups_and_due_groups_share_one_read() -> None:

@@ -1,0 +1,131 @@
+"""The in-flight window: what was sent and not yet acknowledged, and the release on ack.
+
+A buffered batch may become many messages (per_tag) or one (per_batch). It is released to the
+buffer (deleted) only when the broker has acknowledged every message built from it. Messages
+sent at QoS 0 (Sparkplug data) have no acknowledgement of their own: their batches wait for a
+*fence*, a later QoS 1 message on the same connection; the broker reads a connection in order,
+so its PUBACK of the fence means it has read everything sent before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+# Readings in flight at most (besides the message bound): bounds the memory paho holds for
+# unacknowledged messages while leaving room for ~100,000 readings/s at tens of ms RTT.
+MAX_INFLIGHT_READINGS = 50_000
+
+
+class InflightWindow:
+    """Message ids in flight, each batch's messages still unacknowledged, readings in flight."""
+
+    def __init__(
+        self,
+        release: Callable[[int], None],
+        max_messages: int,
+        max_readings: int = MAX_INFLIGHT_READINGS,
+    ) -> None:
+        self._release = release
+        self.max_messages = max_messages
+        self.max_readings = max_readings
+        self._batch_of: dict[int, int | None] = {}  # message id -> batch id (None: no batch)
+        self._left: dict[int, tuple[int, int]] = {}  # batch id -> (messages unacked, readings)
+        self._unfenced: list[tuple[int, int]] = []  # (batch id, readings) sent at QoS 0
+        self._fences: dict[int, list[tuple[int, int]]] = {}  # fence message id -> its batches
+        self.readings = 0  # readings in flight
+        self.acked_readings = 0  # readings whose batches were released, since the start
+        self.acked_messages = 0
+        self.opened = asyncio.Event()  # set when an ack frees room
+
+    @property
+    def messages(self) -> int:
+        """Messages in flight."""
+        return len(self._batch_of)
+
+    def has_room(self) -> bool:
+        """True while more may be sent."""
+        return len(self._batch_of) < self.max_messages and self.readings < self.max_readings
+
+    def room(self) -> int:
+        """Readings that may still be sent now."""
+        return max(0, self.max_readings - self.readings)
+
+    def expect(self, batch_id: int, readings: int, messages: int) -> None:
+        """A batch is about to go out as ``messages`` QoS 1 messages (tracked as they go: an
+        ack may arrive before the last of them is published)."""
+        self._left[batch_id] = (messages, readings)
+        self.readings += readings
+
+    def track(self, mid: int, batch_id: int | None = None) -> None:
+        """A QoS 1 message went out: of a batch announced by :meth:`expect`, or of none
+        (status, current values)."""
+        self._batch_of[mid] = batch_id
+
+    def sent_unacked(self, batch_id: int, readings: int) -> None:
+        """A batch went out at QoS 0: it waits for the next fence."""
+        self._unfenced.append((batch_id, readings))
+        self.readings += readings
+
+    def fence(self, mid: int) -> None:
+        """A QoS 1 message was sent after the QoS 0 ones: its ack releases them."""
+        self._batch_of[mid] = None
+        if self._unfenced:
+            self._fences[mid] = self._unfenced
+            self._unfenced = []
+
+    @property
+    def needs_fence(self) -> bool:
+        """True when QoS 0 batches wait for a fence."""
+        return bool(self._unfenced)
+
+    def acked(self, mid: int) -> None:
+        """The broker acknowledged a message: release what it completes."""
+        if mid not in self._batch_of:
+            return  # a stale id, from before a reconnect
+        batch_id = self._batch_of.pop(mid)
+        self.acked_messages += 1
+        for fenced_id, readings in self._fences.pop(mid, ()):
+            self._done(fenced_id, readings)
+        if batch_id is not None:
+            left, readings = self._left[batch_id]
+            if left > 1:
+                self._left[batch_id] = (left - 1, readings)
+            else:
+                del self._left[batch_id]
+                self._done(batch_id, readings)
+        # Wake the sender at half the window, so a full window refills in bursts, not per ack.
+        if (
+            len(self._batch_of) <= self.max_messages // 2
+            and self.readings <= self.max_readings // 2
+        ):
+            self.opened.set()
+
+    def _done(self, batch_id: int, readings: int) -> None:
+        self.readings -= readings
+        self.acked_readings += readings
+        self._release(batch_id)
+
+    def clear(self) -> None:
+        """The connection is gone: forget everything in flight (it is re-sent from the buffer)."""
+        self._batch_of.clear()
+        self._left.clear()
+        self._unfenced.clear()
+        self._fences.clear()
+        self.readings = 0
+        self.opened.set()
+
+    async def wait_empty(self, timeout: float) -> bool:
+        """Wait (bounded) until nothing is in flight; True if it emptied."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._batch_of or self._unfenced:
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            self.opened.clear()
+            try:
+                await asyncio.wait_for(self.opened.wait(), left)
+            except TimeoutError:
+                return False
+        return True
