@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+from collections.abc import Collection
 from pathlib import Path
 
 import aiosqlite
@@ -24,7 +25,9 @@ from buffer.space import Reserve
 log = logging.getLogger(__name__)
 
 
-async def recover(db: aiosqlite.Connection, reserve: Reserve, need: int) -> dict[str, int]:
+async def recover(
+    db: aiosqlite.Connection, reserve: Reserve, need: int, held: Collection[int] = ()
+) -> dict[str, int]:
     """Make at least ``need`` bytes of room after SQLite said the disk is full; returns the
     readings dropped per source (persisted). Never raises for SQLite trouble: the commit that
     follows tells whether it worked."""

@@ -6,6 +6,9 @@ readings counted as dropped (per source, in the ``sources`` table) in the same c
 
 from __future__ import annotations
 
+import json
+from collections.abc import Collection
+
 import aiosqlite
 
 from buffer.space import PAGE
@@ -24,12 +27,14 @@ async def used_bytes(db: aiosqlite.Connection) -> int:
     return (values[0] - values[1]) * PAGE
 
 
-async def oldest_worth(db: aiosqlite.Connection, nbytes: int) -> int:
-    """The id up to which the oldest batches hold at least ``nbytes`` (0: none)."""
+async def oldest_worth(db: aiosqlite.Connection, nbytes: int, held: Collection[int] = ()) -> int:
+    """The id up to which the oldest batches not held hold at least ``nbytes`` (0: none)."""
     upto, freed = 0, 0
     async with db.execute(f"SELECT id, {ROW_BYTES} FROM batches ORDER BY id LIMIT 100000") as cur:
         async for id_, size in cur:
             upto = id_
+            if id_ in held:
+                continue
             freed += size + ROW_OVERHEAD
             if freed >= nbytes:
                 break
@@ -45,16 +50,21 @@ async def expired_upto(db: aiosqlite.Connection, cutoff_ms: int) -> int:
     return int(row[0]) if row else 0
 
 
-async def drop_upto(db: aiosqlite.Connection, upto: int) -> dict[str, int]:
-    """Delete every batch with ``id <= upto`` and count its readings as dropped, per source."""
+async def drop_upto(
+    db: aiosqlite.Connection, upto: int, held: Collection[int] = ()
+) -> dict[str, int]:
+    """Delete every batch with ``id <= upto`` but those held (being published: their fate is
+    the broker's answer), and count their readings as dropped, per source."""
     if upto <= 0:
         return {}
+    keep = json.dumps(sorted(i for i in held if i <= upto))
+    chosen = "id <= ? AND id NOT IN (SELECT value FROM json_each(?))"
     async with db.execute(
-        "SELECT source, SUM(count) FROM batches WHERE id <= ? GROUP BY source", (upto,)
+        f"SELECT source, SUM(count) FROM batches WHERE {chosen} GROUP BY source", (upto, keep)
     ) as cur:
         lost = {str(s): int(n) for s, n in await cur.fetchall()}
     await count_dropped(db, lost)
-    await db.execute("DELETE FROM batches WHERE id <= ?", (upto,))
+    await db.execute(f"DELETE FROM batches WHERE {chosen}", (upto, keep))
     return lost
 
 
@@ -67,9 +77,11 @@ async def count_dropped(db: aiosqlite.Connection, dropped: dict[str, int]) -> No
     )
 
 
-async def make_room(db: aiosqlite.Connection, incoming: int, limit: int) -> dict[str, int]:
-    """Drop the oldest batches so that ``incoming`` more bytes stay within ``limit``."""
+async def make_room(
+    db: aiosqlite.Connection, incoming: int, limit: int, held: Collection[int] = ()
+) -> dict[str, int]:
+    """Drop the oldest batches not held so that ``incoming`` more bytes stay within ``limit``."""
     over = await used_bytes(db) + incoming - limit
     if over <= 0:
         return {}
-    return await drop_upto(db, await oldest_worth(db, over))
+    return await drop_upto(db, await oldest_worth(db, over, held), held)

@@ -9,6 +9,7 @@ import os
 import sqlite3
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,6 +124,8 @@ class Buffer:
         self._unsaved_drops: dict[str, int] = {}  # dropped from the queue, not yet persisted
         self._releases: list[int] = []
         self._released: set[int] = set()  # released, not yet deleted: never handed out again
+        self._held: set[int] = set()  # being published: never evicted meanwhile
+        self._evicting = asyncio.Lock()  # eviction waits for a take() to hold what it read
         self._deleted_last: list[int] = []  # kept one more commit for reads begun before it
         self._bad: dict[int, str] = {}  # ids that failed their checksum -> why; to quarantine
         self._last_seq: dict[str, int] = {}
@@ -302,8 +305,15 @@ class Buffer:
         """Committed batches with ``after < id <= up_to``, oldest first, not yet released, up to
         ``max_readings`` readings (at least one batch): only what will be sent is decoded.
 
-        A row that fails its checksum is left out and quarantined, never returned.
+        A row that fails its checksum is left out and quarantined, never returned. The batches
+        returned are held (see :meth:`hold`): the caller lets go of those it does not send.
         """
+        async with self._evicting:  # no eviction between reading a row and holding it
+            batches = await self._take(after, max_readings, up_to)
+            self._held.update(b.id for b in batches)
+        return batches
+
+    async def _take(self, after: int, max_readings: int, up_to: int | None) -> list[StoredBatch]:
         reader = self._require(self._reader)
         last = up_to if up_to is not None else 2**63 - 1
         chosen: list[int] = []
@@ -385,8 +395,18 @@ class Buffer:
         )
         self._wake.set()
 
+    def hold(self, batch_id: int) -> None:
+        """This batch is being published: eviction leaves it alone until it is released (the
+        broker acknowledged it) or let go (the connection broke before that)."""
+        self._held.add(batch_id)
+
+    def let_go(self, batch_ids: Iterable[int]) -> None:
+        """These batches are no longer being published (they stay buffered)."""
+        self._held.difference_update(batch_ids)
+
     def release(self, batch_id: int) -> None:
         """The broker acknowledged every message of this batch: delete it at the next commit."""
+        self._held.discard(batch_id)
         if batch_id not in self._released:
             self._released.add(batch_id)
             self._releases.append(batch_id)
@@ -480,32 +500,12 @@ class Buffer:
         bad = dict(self._bad)
         drops = dict(self._unsaved_drops)
         now_ms = epoch_ms()
-        corrupt: dict[str, int] = {}
         self._in_commit = len(batches)
         try:
-            await db.execute("BEGIN")
-            if releases:
-                await db.executemany("DELETE FROM batches WHERE id = ?", [(i,) for i in releases])
-            evicted = await evict.make_room(
-                db, sum(row_bytes(r) for r in rows), self.budget.data * 9 // 10
-            )
-            await db.executemany(
-                f"INSERT INTO batches (stored, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(now_ms, *row) for row in rows],
-            )
-            if rows:
-                async with db.execute("SELECT last_insert_rowid()") as cur:
-                    newest = int((await cur.fetchone() or (0,))[0])
-            await db.executemany(
-                "INSERT INTO sources (name, last_seq) VALUES (?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET last_seq = excluded.last_seq",
-                list(last.items()),
-            )
-            if drops:
-                await evict.count_dropped(db, drops)
-            if bad:
-                corrupt = await self._move_to_quarantine(db, bad, now_ms)
-            await db.execute("COMMIT")
+            async with self._evicting:
+                newest, evicted, corrupt = await self._transaction(
+                    db, rows, last, releases, bad, drops, now_ms
+                )
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 await db.execute("ROLLBACK")
@@ -537,12 +537,50 @@ class Buffer:
         self._last_seq.update(last)
         self.stats.commits += 1
         self.stats.last_commit_ms = now_ms
+        self._max_id = newest
         if rows:
-            self._max_id = newest
             self.stats.batches_added += len(rows)
             self.stats.readings_added += sum(r[3] for r in rows)
             self._committed.set()
         return True
+
+    async def _transaction(
+        self,
+        db: aiosqlite.Connection,
+        rows: list[Row],
+        last: dict[str, int],
+        releases: list[int],
+        bad: dict[int, str],
+        drops: dict[str, int],
+        now_ms: int,
+    ) -> tuple[int, dict[str, int], dict[str, int]]:
+        """The commit itself: deletes, room, inserts, seqs, counters, quarantine. Returns the
+        newest batch id and the readings evicted and quarantined, per source."""
+        newest, corrupt = self._max_id, {}
+        await db.execute("BEGIN")
+        if releases:
+            await db.executemany("DELETE FROM batches WHERE id = ?", [(i,) for i in releases])
+        evicted = await evict.make_room(
+            db, sum(row_bytes(r) for r in rows), self.budget.data * 9 // 10, self._held
+        )
+        if rows:
+            await db.executemany(
+                f"INSERT INTO batches (stored, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(now_ms, *row) for row in rows],
+            )
+            async with db.execute("SELECT last_insert_rowid()") as cur:
+                newest = int((await cur.fetchone() or (0,))[0])
+        await db.executemany(
+            "INSERT INTO sources (name, last_seq) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET last_seq = excluded.last_seq",
+            list(last.items()),
+        )
+        if drops:
+            await evict.count_dropped(db, drops)
+        if bad:
+            corrupt = await self._move_to_quarantine(db, bad, now_ms)
+        await db.execute("COMMIT")
+        return newest, evicted, corrupt
 
     async def _commit_failed(self, exc: sqlite3.Error, rows: list[Row]) -> None:
         self.stats.write_errors += 1
@@ -555,9 +593,13 @@ class Buffer:
         self._failing = str(exc)
         if is_full(exc):
             self.stats.disk_full = True
-            freed = await diskfull.recover(
-                self._require(self._db), self.reserve, need=2 * sum(map(row_bytes, rows))
-            )
+            async with self._evicting:
+                freed = await diskfull.recover(
+                    self._require(self._db),
+                    self.reserve,
+                    need=2 * sum(map(row_bytes, rows)),
+                    held=self._held,
+                )
             self._add_counts(self.stats.dropped, freed)
             self._report_drops(freed, disk_full=True)
             if not freed and self._pending:
@@ -613,9 +655,11 @@ class Buffer:
         db = self._require(self._db)
         cutoff = epoch_ms() - int(self.max_age * 1000)
         try:
-            await db.execute("BEGIN")
-            dropped = await evict.drop_upto(db, await evict.expired_upto(db, cutoff))
-            await db.execute("COMMIT")
+            async with self._evicting:
+                await db.execute("BEGIN")
+                upto = await evict.expired_upto(db, cutoff)
+                dropped = await evict.drop_upto(db, upto, self._held)
+                await db.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 await db.execute("ROLLBACK")

@@ -105,6 +105,8 @@ class Gateway:
         # Reverse order: sources stop first, their last batches reach the buffer, the publisher
         # gets a bounded moment to have them acknowledged, then the buffer closes.
         log.info("stopping: sources first")
+        if self.supervisor is not None:
+            self.supervisor.stopping = True
         for runner in self.runners:
             runner.stop()
         sources = [t for t in tasks if t.get_name().startswith("source:")]

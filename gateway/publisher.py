@@ -55,7 +55,7 @@ class Publisher:
         # QoS 0 messages have no ack: a QoS 1 message after them acknowledges them all.
         self.fence_topic = f"{self.mqtt.topic_prefix}/_gateway/fence"
         self.encoder = JsonEncoder(self.mqtt.topic_prefix)
-        self.window = InflightWindow(buffer.release, self.mqtt.max_inflight)
+        self.window = InflightWindow(buffer, self.mqtt.max_inflight)
         self._link: MqttLink | None = None
         self._stopping = False
         self.online = asyncio.Event()
@@ -174,13 +174,15 @@ class Publisher:
                 raise BrokerError(f"connection closed: {link.closed.result()}")
             committed = self.buffer.stats.batches_added  # before reading: no commit is missed
             if self.window.has_room():
+                taken = await replay.next(self.buffer, self.window.room())
                 sent = 0
-                for batch in await replay.next(self.buffer, self.window.room()):
+                for batch in taken:
                     if not self.window.has_room() or not replay.may_send(batch):
                         break
                     await self._send(link, batch, replay.historical(batch))
                     replay.sent(batch)
                     sent += 1
+                self.buffer.let_go(b.id for b in taken[sent:])  # taken, not sent: still buffered
                 if sent:
                     await asyncio.sleep(0)  # acks and scans run between bursts
                     continue

@@ -28,6 +28,7 @@ class Supervisor:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.restarts: dict[str, int] = {}
         self.failed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.stopping = False  # the gateway is stopping: a task that ends is not restarted
 
     def start(
         self,
@@ -46,7 +47,7 @@ class Supervisor:
         task.add_done_callback(lambda t: self._ended(name, t))
 
     def _ended(self, name: str, task: asyncio.Task[None]) -> None:
-        if task.cancelled():
+        if task.cancelled() or (self.stopping and task.exception() is None):
             return
         error = task.exception()
         if error is not None:
@@ -67,10 +68,15 @@ class Supervisor:
         while True:
             try:
                 await body()
+                if self.stopping:
+                    return
                 reason = "ended by itself"
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if self.stopping:
+                    log.warning("task %s failed while stopping: %r", name, exc)
+                    return
                 reason = repr(exc)
                 if reason not in seen:  # the traceback once per kind of failure
                     seen.add(reason)

@@ -10,11 +10,25 @@ so its PUBACK of the fence means it has read everything sent before.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Iterable
+from typing import Protocol
 
 # Readings in flight at most (besides the message bound): bounds the memory paho holds for
 # unacknowledged messages while leaving room for ~100,000 readings/s at tens of ms RTT.
 MAX_INFLIGHT_READINGS = 50_000
+
+
+class Holder(Protocol):
+    """The buffer, as the window sees it: batches held while in flight, released on ack."""
+
+    def hold(self, batch_id: int) -> None:
+        """A batch is being published."""
+
+    def release(self, batch_id: int) -> None:
+        """A batch was acknowledged."""
+
+    def let_go(self, batch_ids: Iterable[int]) -> None:
+        """Batches no longer in flight, not acknowledged."""
 
 
 class InflightWindow:
@@ -22,11 +36,11 @@ class InflightWindow:
 
     def __init__(
         self,
-        release: Callable[[int], None],
+        buffer: Holder,
         max_messages: int,
         max_readings: int = MAX_INFLIGHT_READINGS,
     ) -> None:
-        self._release = release
+        self._buffer = buffer
         self.max_messages = max_messages
         self.max_readings = max_readings
         self._batch_of: dict[int, int | None] = {}  # message id -> batch id (None: no batch)
@@ -56,6 +70,7 @@ class InflightWindow:
         ack may arrive before the last of them is published)."""
         self._left[batch_id] = (messages, readings)
         self.readings += readings
+        self._buffer.hold(batch_id)
 
     def track(self, mid: int, batch_id: int | None = None) -> None:
         """A QoS 1 message went out: of a batch announced by :meth:`expect`, or of none
@@ -66,6 +81,7 @@ class InflightWindow:
         """A batch went out at QoS 0: it waits for the next fence."""
         self._unfenced.append((batch_id, readings))
         self.readings += readings
+        self._buffer.hold(batch_id)
 
     def fence(self, mid: int) -> None:
         """A QoS 1 message was sent after the QoS 0 ones: its ack releases them."""
@@ -104,10 +120,14 @@ class InflightWindow:
     def _done(self, batch_id: int, readings: int) -> None:
         self.readings -= readings
         self.acked_readings += readings
-        self._release(batch_id)
+        self._buffer.release(batch_id)
 
     def clear(self) -> None:
         """The connection is gone: forget everything in flight (it is re-sent from the buffer)."""
+        self._buffer.let_go(
+            [*self._left, *(i for i, _ in self._unfenced)]
+            + [i for fenced in self._fences.values() for i, _ in fenced]
+        )
         self._batch_of.clear()
         self._left.clear()
         self._unfenced.clear()

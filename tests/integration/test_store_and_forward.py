@@ -54,7 +54,7 @@ async def test_a_tiny_buffer_drops_the_oldest_and_counts_them_exactly(
 ) -> None:
     config = gateway_config(tmp_path, mosquitto.port, modbus_sim.port, tags=TAGS)
     config["sources"][0]["scan"] = "20ms"
-    config["gateway"]["buffer"]["max_bytes"] = "256KiB"
+    config["gateway"]["buffer"]["max_bytes"] = "1MiB"
     mosquitto.stop()  # a long outage: the buffer overflows its bound
     first = await run_until(config, lambda g: sum(g.buffer.stats.dropped.values()) > 2000, 60)
     dropped_first = sum(first.buffer.stats.dropped.values())
@@ -64,7 +64,7 @@ async def test_a_tiny_buffer_drops_the_oldest_and_counts_them_exactly(
     rec = Recorder(mosquitto.port, "t/line/press1/#", client_id="historian").start()
     try:
         second = await run_until(
-            config, lambda g: g.runners[0].seq > last + 500 and not g.publisher._inflight
+            config, lambda g: g.runners[0].seq > last + 500 and not g.publisher.window.messages
         )
     except BaseException:
         rec.stop()
