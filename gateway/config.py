@@ -37,6 +37,7 @@ class GatewayConfig(Strict):
 
     name: Name
     writes: bool = False
+    write_max_age: Duration = 30.0  # a write command older than this on arrival expires
     buffer: BufferConfig = BufferConfig()
     metrics_interval: Duration = 10.0
 
