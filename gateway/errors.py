@@ -37,6 +37,15 @@ class DeviceError(SourceError):
     retryable = True
 
 
+class WriteUnconfirmed(DeviceError):
+    """A write got no answer in time: the device may or may not have applied it.
+
+    Never retried (a second write could land twice); read the tag back to know.
+    """
+
+    retryable = False
+
+
 class StoreError(PlantgateError):
     """The store-and-forward buffer failed."""
 
