@@ -215,6 +215,8 @@ def test_a_value_that_does_not_fit_the_plc_type_is_refused(
         ({"type": "string", "length": 2}, "FOUR", "FOUR"),
         # inverse scaling is exact: 21.7 with x0.1 - 40 is 617, not 617.0000000000001
         ({"type": "int16", "multiplier": 0.1, "offset": -40}, 21.7, 617),
+        ({"type": "float64", "multiplier": 0.1}, 0.3, 3.0),  # not 2.9999999999999996
+        ({"type": "int16", "multiplier": 0.1}, 0.35, 4),  # raw 3.5 exactly, not 3.4999999...
         ({"type": "uint16", "scale": {"raw": [0, 27648], "eng": [0, 100]}}, 50, 13824),
         # between raw steps: the nearest one (33.3 is raw 9206.784)
         ({"type": "uint16", "scale": {"raw": [0, 27648], "eng": [0, 100]}}, 33.3, 9207),
