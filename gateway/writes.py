@@ -93,8 +93,8 @@ def _exact(number: float) -> Fraction:
 class Scaling:
     """A tag's linear scaling, ``eng = raw * gain + offset``, in exact fractions.
 
-    Exact so that the inverse of a decimal setpoint is exact too: 21.7 with multiplier 0.1 and
-    offset -40 is raw 617, not 617.0000000000001.
+    Exact so that the inverse of a decimal setpoint is exact too: 0.3 with multiplier 0.1 is
+    raw 3, not 2.9999999999999996 (which an integer tag would round, but a float tag keeps).
     """
 
     gain: Fraction
@@ -106,7 +106,8 @@ class Scaling:
         cls, raw: tuple[float, float], eng: tuple[float, float], clamp: bool = False
     ) -> Scaling:
         """The scaling that maps the raw range onto the engineering range."""
-        (r0, r1), (e0, e1) = (map(_exact, raw)), (map(_exact, eng))
+        r0, r1 = (_exact(x) for x in raw)
+        e0, e1 = (_exact(x) for x in eng)
         gain = (e1 - e0) / (r1 - r0)
         return cls(gain, e0 - r0 * gain, (min(eng), max(eng)) if clamp else None)
 
@@ -310,7 +311,8 @@ def check_write(
         if plc_type is None:
             raise _Refuse(
                 Rule.TYPE,
-                f"the PLC type of {where} is not known yet (the source has not connected)",
+                f"the PLC type of {where} is not known (the source has not connected yet, "
+                "or the device did not give it)",
             )
         if plc_type.read_only is not None:
             raise _Refuse(Rule.NOT_WRITABLE, f"{where}: {plc_type.read_only}")

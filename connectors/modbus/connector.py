@@ -6,11 +6,13 @@ import asyncio
 import logging
 import struct
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
 
+from connectors.base import Writer
 from connectors.modbus.codec import ByteOrder, encode
 from connectors.modbus.config import MAX_REGISTERS, ModbusSource, ModbusTag
 from connectors.modbus.decode import RequestDecoder
@@ -391,3 +393,7 @@ class ModbusConnector:
                 reason,
                 names,
             )
+
+
+if TYPE_CHECKING:  # the contract, checked by mypy
+    _writer: type[Writer[ModbusTag]] = ModbusConnector

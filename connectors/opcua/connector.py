@@ -8,6 +8,7 @@ import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from asyncua import ua
 from asyncua.client.client import Client
@@ -17,7 +18,7 @@ from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaStatusCodeError
 
-from connectors.base import Deliver
+from connectors.base import Deliver, Writer
 from connectors.opcua.config import OpcUaSource, OpcUaTag
 from connectors.opcua.datatypes import TYPE_ATTRIBUTES, VariableType, variable_type, variant
 from connectors.opcua.nodeid import NodeRef
@@ -512,3 +513,7 @@ async def _abandon(client: Client, timeout: float = 2.0) -> None:
         if isinstance(task, asyncio.Task) and not task.done():
             task.cancel()
         client.disconnect_socket()
+
+
+if TYPE_CHECKING:  # the contract, checked by mypy
+    _writer: type[Writer[OpcUaTag]] = OpcUaConnector
