@@ -33,8 +33,8 @@ is written. Every write request is counted by (unit, function code, address) in
 ``sim.writes``, refused ones too, so a test can prove that a command never reached the device.
 
 Faults a test can set (``sim.faults``): answer with an exception (for a while, or for an
-address range), stall before answering, garble register replies, answer writes alone with an
-exception or stall them; ``drop_connections()``.
+address range), stall before answering (every request or the next few), garble register replies,
+answer writes alone with an exception or stall them; ``drop_connections()``.
 """
 
 from __future__ import annotations
@@ -165,6 +165,7 @@ class Faults:
     exception_count: int | None = None  # ... for this many requests (None: until cleared)
     exception_range: tuple[str, int, int] | None = None  # ... only for (table, start, end)
     stall: float = 0.0  # seconds to wait before answering
+    stall_count: int | None = None  # ... for this many requests (None: until cleared)
     garble: bool = False  # register replies claim more bytes than they carry
     write_exception: ExcCodes | None = None  # answer every write with this exception
     write_stall: float = 0.0  # seconds to wait before applying and answering a write
@@ -195,7 +196,9 @@ class PlantContext(ModbusServerContext):
 
     async def _fault(self, table: str, address: int, count: int) -> ExcCodes | None:
         f = self.faults
-        if f.stall:
+        if f.stall and (f.stall_count is None or f.stall_count > 0):
+            if f.stall_count is not None:
+                f.stall_count -= 1
             await asyncio.sleep(f.stall)
         if f.exception is None:
             return None

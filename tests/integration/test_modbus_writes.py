@@ -264,3 +264,20 @@ async def test_a_write_without_an_answer_is_not_sent_again(
     sample = await conn.read_back(src.tags[0])
     assert sample.value == 123456
     assert modbus_sim.writes == Counter({(1, FC_WRITE_REGISTERS, 150): 1})
+
+
+async def test_a_read_without_an_answer_is_asked_again(
+    modbus_sim: ModbusSimulator, connect: Any
+) -> None:
+    # The other half of the bargain: a read changes nothing, so retries still apply to it.
+    src = source(
+        modbus_sim.port,
+        [{"name": "sp", "address": "holding:150", "writable": True}],
+        timeout="300ms",
+        retries=2,
+    )
+    conn = await connect(src)
+    await command(conn, src.tags[0], 77)
+    modbus_sim.faults.stall, modbus_sim.faults.stall_count = 0.6, 1
+    assert (await conn.read_back(src.tags[0])).value == 77
+    assert modbus_sim.faults.stall_count == 0  # the first try was the one left unanswered
