@@ -57,6 +57,7 @@ class GatewayConfig(Strict):
 
     name: Name
     writes: bool = False
+    write_max_age: Duration = 30.0  # a write command older than this on arrival expires
     buffer: BufferConfig = BufferConfig()
     metrics_interval: Annotated[Duration, Field(ge=0.1, le=3600)] = 10.0
 

@@ -46,6 +46,15 @@ EXIT_FATAL = 1  # could not start (e.g. the buffer is unusable) or had to stop: 
 EXIT_CONFIG = 2  # the config file is invalid or the command line is wrong: nothing started
 
 
+class WriteUnconfirmed(DeviceError):
+    """A write got no answer in time: the device may or may not have applied it.
+
+    Never retried (a second write could land twice); read the tag back to know.
+    """
+
+    retryable = False
+
+
 class StoreError(PlantgateError):
     """The store-and-forward buffer failed."""
 

@@ -6,7 +6,18 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -91,6 +102,31 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class WriteLimits(Strict):
+    """A writable tag's limits on what a command may write (``write:`` under the tag)."""
+
+    min: float | None = None  # engineering units, like the readings
+    max: float | None = None
+    allowed: list[StrictBool | StrictInt | StrictFloat | StrictStr] | None = Field(
+        default=None, min_length=1
+    )  # the only values a command may write (enumerations, recipe names)
+    max_rate: float | None = Field(default=None, gt=0)  # accepted writes per second
+    max_age: Duration | None = None  # default: gateway.write_max_age
+
+    @model_validator(mode="after")
+    def _check(self) -> WriteLimits:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        for value in self.allowed or ():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            if (self.min is not None and value < self.min) or (
+                self.max is not None and value > self.max
+            ):
+                raise ValueError(f"allowed value {value!r} is outside min..max")
+        return self
+
+
 class TagBase(Strict):
     """Keys every tag has, whatever its protocol."""
 
@@ -101,6 +137,15 @@ class TagBase(Strict):
     heartbeat: Duration | None = None
     scan: Annotated[Duration, Field(ge=MIN_SCAN)] | None = None  # None: the source's scan
     writable: bool = False
+    write: WriteLimits | None = None
+
+    @model_validator(mode="after")
+    def _write_limits(self) -> TagBase:
+        # Refused rather than ignored: limits on a read-only tag mean writable: true is missing,
+        # or the limits are dead config; either way the author should decide.
+        if self.write is not None and not self.writable:
+            raise ValueError("write: limits need writable: true on the tag (or remove write:)")
+        return self
 
 
 class SourceBase(Strict):

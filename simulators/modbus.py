@@ -27,8 +27,14 @@ Registers 1000-49999 hold a fixed pseudo-random pattern (bulk tags for benchmark
 coalescing tests); other unused addresses below 50000 read as 0, and from 50000 on the device
 answers "illegal data address" (exception 2), like a real PLC.
 
+Writes: holding registers 0-99 and coils 0-9 are the plant's own values, read-only: a write
+there is answered "illegal data address" (exception 2); everything else below 50000 keeps what
+is written. Every write request is counted by (unit, function code, address) in
+``sim.writes``, refused ones too, so a test can prove that a command never reached the device.
+
 Faults a test can set (``sim.faults``): answer with an exception (for a while, or for an
-address range), stall before answering, garble register replies; ``drop_connections()``.
+address range), stall before answering (every request or the next few), garble register replies,
+answer writes alone with an exception or stall them; ``drop_connections()``.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ import logging
 import random
 import struct
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -59,6 +66,8 @@ log = logging.getLogger(__name__)
 
 TABLE_SIZE = 50_000
 BULK_START = 1000
+# The plant's own values: written by the plant model, refused to clients.
+READ_ONLY: dict[str, int] = {"holding": 100, "coil": 10}  # table -> first writable address
 _TABLE_OF_FUNCTION = {
     1: "coil",
     5: "coil",
@@ -156,7 +165,10 @@ class Faults:
     exception_count: int | None = None  # ... for this many requests (None: until cleared)
     exception_range: tuple[str, int, int] | None = None  # ... only for (table, start, end)
     stall: float = 0.0  # seconds to wait before answering
+    stall_count: int | None = None  # ... for this many requests (None: until cleared)
     garble: bool = False  # register replies claim more bytes than they carry
+    write_exception: ExcCodes | None = None  # answer every write with this exception
+    write_stall: float = 0.0  # seconds to wait before applying and answering a write
 
 
 class PlantContext(ModbusServerContext):
@@ -170,6 +182,7 @@ class PlantContext(ModbusServerContext):
         self.units = {u: Unit(u) for u in unit_ids}
         self.faults = Faults()
         self.requests = 0  # counted per request, for coalescing tests and benchmarks
+        self.writes: Counter[tuple[int, int, int]] = Counter()  # (unit, function, address)
 
     def device_ids(self) -> list[int]:
         """Unit ids served."""
@@ -183,7 +196,9 @@ class PlantContext(ModbusServerContext):
 
     async def _fault(self, table: str, address: int, count: int) -> ExcCodes | None:
         f = self.faults
-        if f.stall:
+        if f.stall and (f.stall_count is None or f.stall_count > 0):
+            if f.stall_count is not None:
+                f.stall_count -= 1
             await asyncio.sleep(f.stall)
         if f.exception is None:
             return None
@@ -220,11 +235,16 @@ class PlantContext(ModbusServerContext):
     ) -> ExcCodes | None:
         """Store a write (holding registers and coils)."""
         self.requests += 1
+        self.writes[(device_id, func_code, address)] += 1
         unit = self._unit(device_id)
         table = _TABLE_OF_FUNCTION[func_code]
         if (code := await self._fault(table, address, len(values))) is not None:
             return code
-        if address + len(values) > TABLE_SIZE:
+        if self.faults.write_stall:
+            await asyncio.sleep(self.faults.write_stall)
+        if self.faults.write_exception is not None:
+            return self.faults.write_exception
+        if address + len(values) > TABLE_SIZE or address < READ_ONLY.get(table, 0):
             return ExcCodes.ILLEGAL_ADDRESS
         store = getattr(unit, table)
         store[address : address + len(values)] = list(values)
@@ -334,6 +354,11 @@ class ModbusSimulator:
     def requests(self) -> int:
         """Requests served so far."""
         return self.context.requests
+
+    @property
+    def writes(self) -> Counter[tuple[int, int, int]]:
+        """Write requests received so far, by (unit, function code, address)."""
+        return self.context.writes
 
 
 async def serve_modbus(host: str = "127.0.0.1", port: int = 5020) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, PlainSerializer, model_validator
@@ -9,6 +10,7 @@ from pydantic import BeforeValidator, Field, PlainSerializer, model_validator
 from connectors.modbus.address import Address, parse_address
 from connectors.modbus.codec import ByteOrder, DataType, register_count
 from gateway.schema import Duration, SourceBase, Strict, TagBase
+from gateway.writes import PlcType, Scaling, boolean, floating, integer, string
 
 ModbusAddress = Annotated[
     Address,
@@ -69,7 +71,23 @@ class ModbusTag(TagBase):
         end = self.address.offset + self.register_count
         if end > 65536:
             raise ValueError(f"{self.address} with {self.register_count} registers runs past 65535")
+        if self.writable:
+            self._check_writable()
         return self
+
+    def _check_writable(self) -> None:
+        plc = self.plc_type()
+        if plc.read_only is not None:
+            raise ValueError(f"writable: true, but {plc.read_only}")
+        if plc.scale is not None and not plc.scale.invertible:
+            raise ValueError("writable: true, but this scaling maps every raw value to one value")
+        limits = self.write
+        if (
+            limits is not None
+            and (limits.min is not None or limits.max is not None)
+            and plc.kind in ("bool", "string")
+        ):
+            raise ValueError(f"write: min/max do not apply to a {plc.name}; use allowed")
 
     @property
     def scaled(self) -> bool:
@@ -89,6 +107,29 @@ class ModbusTag(TagBase):
         if self.address.is_bit_table or self.address.bit is not None:
             return 1
         return register_count(self.data_type, self.length)
+
+    def plc_type(self) -> PlcType:
+        """What the device holds at this address, for the write rules (scaling included)."""
+        data_type = self.data_type
+        if data_type == "bool":
+            plc = boolean()
+        elif data_type == "string":
+            plc = string(length=2 * (self.length or 0), charset="latin-1")
+        elif data_type.startswith("float"):
+            plc = floating(data_type, 16 * register_count(data_type))
+        else:
+            bits = 16 * register_count(data_type)
+            plc = integer(data_type, bits, signed=not data_type.startswith("u"))
+        if self.scale is not None:
+            scale = Scaling.of_ranges(self.scale.raw, self.scale.eng, self.scale.clamp)
+            plc = replace(plc, scale=scale)
+        elif self.scaled:
+            plc = replace(plc, scale=Scaling.of_multiplier(self.multiplier, self.offset))
+        if self.address.table == "discrete":
+            plc = replace(plc, read_only="discrete inputs are read-only in Modbus")
+        elif self.address.table == "input":
+            plc = replace(plc, read_only="input registers are read-only in Modbus")
+        return plc
 
 
 class ModbusSource(SourceBase):

@@ -5,19 +5,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
 
+from connectors.base import Writer
 from connectors.modbus.codec import ByteOrder, encode
-from connectors.modbus.config import ModbusSource, ModbusTag
+from connectors.modbus.config import MAX_REGISTERS, ModbusSource, ModbusTag
 from connectors.modbus.decode import RequestDecoder
 from connectors.modbus.plan import ReadRequest, plan_reads
 from connectors.modbus.replies import REPLIES
-from gateway.errors import ConnectionLost, DeviceError
-from gateway.models import ByIdentity, Quality, Samples, Value
+from gateway.errors import ConnectionLost, DeviceError, WriteUnconfirmed
+from gateway.models import ByIdentity, Quality, Sample, Samples, Value
+from gateway.writes import PlcType
 
 log = logging.getLogger(__name__)
 
@@ -37,42 +40,28 @@ EXCEPTION_NAMES = {
 
 
 def exception_text(response: ModbusPDU) -> str:
-    """``exception 2 (illegal data address)`` for a device's exception response."""
+    """``Modbus exception 2 (illegal data address)`` for a device's exception response."""
     code = getattr(response, "exception_code", 0)
-    return f"exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})"
+    return f"Modbus exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})"
 
 
-def unscaled(tag: ModbusTag, value: float) -> float:
-    """The inverse of :func:`scaled`: an engineering value back to the raw device value."""
-    if tag.scale is not None:
-        (r0, r1), (e0, e1) = tag.scale.raw, tag.scale.eng
-        if e0 == e1:
-            raise ValueError("the eng range is empty: cannot invert the scaling")
-        return r0 + (value - e0) * (r1 - r0) / (e1 - e0)
-    multiplier = 1.0 if tag.multiplier is None else tag.multiplier
-    if multiplier == 0:
-        raise ValueError("multiplier 0 cannot be inverted")
-    return (value - (tag.offset or 0.0)) / multiplier
+def registers_for(tag: ModbusTag, value: Value, order: ByteOrder) -> list[int]:
+    """The registers holding a PLC value of the tag's type, as the write rules accepted it.
 
-
-def encode_tag(tag: ModbusTag, value: Value, order: ByteOrder) -> list[int]:
-    """Registers for one tag's value, symmetric with :func:`decode_tag` (bits excluded)."""
+    No scaling and no conversion here: :func:`gateway.writes.check_write` did both, so a value
+    that does not fit is a caller's mistake, not a command to refuse.
+    """
     data_type = tag.data_type
     if data_type == "string":
-        return encode(str(value), "string", order, tag.length)
+        if not isinstance(value, str):
+            raise TypeError(f"{tag.name}: a string tag needs a str, not {value!r}")
+        return encode(value, "string", order, tag.length)
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{tag.name}: a {data_type} needs a number, not {value!r}")
-    raw: float = value
-    if tag.scaled:
-        raw = unscaled(tag, value)
-    if not data_type.startswith("float"):
-        if raw != round(raw) and not tag.scaled:
-            raise ValueError(f"{tag.name}: {value!r} is not a whole number for {data_type}")
-        raw = round(raw)
+        raise TypeError(f"{tag.name}: a {data_type} needs a number, not {value!r}")
     try:
-        return encode(raw, data_type, order)
+        return encode(value, data_type, order)
     except (OverflowError, struct.error) as exc:
-        raise ValueError(f"{tag.name}: {value!r} does not fit {data_type}") from exc
+        raise ValueError(f"{tag.name}: {value!r} is not a {data_type}; check_write first") from exc
 
 
 # A scan's requests, each with the decoder of its reply.
@@ -89,6 +78,8 @@ class ModbusConnector:
         # Requests failing now, by (unit, table, start), so changes are logged once.
         self._refused: dict[tuple[int, str, int], str] = {}
         self.requests_sent = 0
+        self.writes_sent = 0
+        self._writing = asyncio.Lock()  # one write at a time: a bit's read-modify-write
 
     async def connect(self) -> None:
         """Open the TCP connection(s) (pymodbus' own reconnect is off: the runtime owns retries)."""
@@ -106,9 +97,14 @@ class ModbusConnector:
     async def _open(self, n: int) -> AsyncModbusTcpClient:
         src = self.source
         which = f" (connection {n + 1} of {src.connections})" if n else ""
+        # pymodbus would resend any request that timed out, writes included; a write may have
+        # been applied all the same, so we retry reads ourselves and writes never.
         client = AsyncModbusTcpClient(
-            src.host, port=src.port, timeout=src.timeout, retries=src.retries, reconnect_delay=0
+            src.host, port=src.port, timeout=src.timeout, retries=0, reconnect_delay=0
         )
+        # It drops the link after a run of unanswered requests; ours count each retry, so the
+        # run is stretched to end where pymodbus' own retries would have ended it.
+        client.set_max_no_responses((src.retries + 5) * (src.retries + 1) - 2)
         try:
             ok = await asyncio.wait_for(client.connect(), src.connect_timeout)
         except (TimeoutError, OSError, ModbusException) as exc:
@@ -180,20 +176,31 @@ class ModbusConnector:
                     raise ConnectionLost(f"{exc} (connection {which} of {count})") from exc
                 raise
             self._note_refused(request, None)
-            decoded = decoder.values(words, blob)
-            if decoder.span is not None:  # the usual case: the request's tags are adjacent
-                values[decoder.span] = decoded
-                qualities[decoder.span] = decoder.all_good
-            else:
-                for index, value in zip(decoder.indices, decoded, strict=True):
-                    values[index], qualities[index] = value, _GOOD
-            for index, tag, read_tag in decoder.others:
-                try:
-                    values[index], qualities[index] = read_tag(words, blob), _GOOD
-                except (ValueError, IndexError, struct.error) as exc:  # e.g. a short reply
-                    log.warning(
-                        "%s: %s: cannot decode %s: %s", self.source.name, tag.name, tag.address, exc
-                    )
+            self._decode(decoder, words, blob, values, qualities)
+
+    def _decode(
+        self,
+        decoder: RequestDecoder,
+        words: Sequence[int],
+        blob: bytes,
+        values: list[Value],
+        qualities: list[Quality],
+    ) -> None:
+        """Put one reply's values and qualities in their places in the scan's columns."""
+        decoded = decoder.values(words, blob)
+        if decoder.span is not None:  # the usual case: the request's tags are adjacent
+            values[decoder.span] = decoded
+            qualities[decoder.span] = decoder.all_good
+        else:
+            for index, value in zip(decoder.indices, decoded, strict=True):
+                values[index], qualities[index] = value, _GOOD
+        for index, tag, read_tag in decoder.others:
+            try:
+                values[index], qualities[index] = read_tag(words, blob), _GOOD
+            except (ValueError, IndexError, struct.error) as exc:  # e.g. a short reply
+                log.warning(
+                    "%s: %s: cannot decode %s: %s", self.source.name, tag.name, tag.address, exc
+                )
 
     def _plan(self, tags: Sequence[ModbusTag]) -> Plan:
         """The fewest requests for the tags, each with its reply's decoder."""
@@ -209,34 +216,109 @@ class ModbusConnector:
             for r in requests
         ]
 
+    def plc_type(self, tag: ModbusTag) -> PlcType:
+        """The tag's PLC type for the write rules: all in its config, no I/O."""
+        return tag.plc_type()
+
     async def write(self, tag: ModbusTag, value: Value) -> None:
-        """Write one tag's value (the caller has checked that writes are allowed)."""
+        """Write a value the write rules accepted, once (see :class:`connectors.base.Writer`).
+
+        Coils with function 5, registers with 16, a bit of a holding register by reading the
+        register (function 3) and writing it whole (function 6): not atomic on the device, so
+        writes are serialised here and a bit the PLC flips in between is overwritten.
+        """
+        address = tag.address
+        unit = self.source.unit_id if tag.unit_id is None else tag.unit_id
+        where = f"{tag.name} ({address})"
+        if address.table in ("discrete", "input"):
+            raise ValueError(f"{where} is read-only; check_write refuses it before the wire")
+        async with self._writing:
+            client = self._write_client()
+            if address.table == "coil":
+                if not isinstance(value, bool):
+                    raise TypeError(f"{where}: a coil needs a bool, not {value!r}")
+                await self._send_write(
+                    client, where, lambda: client.write_coil(address.offset, value, device_id=unit)
+                )
+            elif address.bit is not None:
+                if not isinstance(value, bool):
+                    raise TypeError(f"{where}: a register bit needs a bool, not {value!r}")
+                word = await self._read_word(client, tag, unit)
+                mask = 1 << address.bit
+                word = word | mask if value else word & ~mask
+                await self._send_write(
+                    client,
+                    where,
+                    lambda: client.write_register(address.offset, word, device_id=unit),
+                )
+            else:
+                registers = registers_for(tag, value, tag.byte_order or self.source.byte_order)
+                await self._send_write(
+                    client,
+                    where,
+                    lambda: client.write_registers(address.offset, registers, device_id=unit),
+                )
+
+    async def read_back(self, tag: ModbusTag) -> Sample:
+        """Read one tag now with its own request (the scans' plans stay as they are)."""
+        client = self._write_client()
+        unit = self.source.unit_id if tag.unit_id is None else tag.unit_id
+        [request] = plan_reads([tag], unit_id=unit, max_registers=MAX_REGISTERS, max_gap=0)
+        bits = request.table in ("coil", "discrete")
+        decoder = RequestDecoder(request.start, request.members, self.source.byte_order, bits)
+        try:
+            words, blob = await self._read_block(client, request)
+        except DeviceError as exc:
+            raise DeviceError(f"{tag.name} ({tag.address}): cannot read it back: {exc}") from exc
+        values: list[Value] = [None]
+        qualities = [_BAD]
+        self._decode(decoder, words, blob, values, qualities)
+        if qualities[0] is not _GOOD:
+            raise DeviceError(f"{tag.name} ({tag.address}): cannot decode the reply")
+        return Sample(values[0])
+
+    def _write_client(self) -> AsyncModbusTcpClient:
+        """The connection writes and read-backs go over (the first: in order with the scans')."""
         client = self._clients[0] if self._clients else None
         if client is None or not client.connected:
             raise ConnectionLost(f"not connected to {self.source.host}:{self.source.port}")
-        address, unit = tag.address, self.source.unit_id if tag.unit_id is None else tag.unit_id
-        if address.table in ("input", "discrete"):
-            raise DeviceError(f"{tag.name}: {address.table} tables are read-only in Modbus")
+        return client
+
+    async def _read_word(self, client: AsyncModbusTcpClient, tag: ModbusTag, unit: int) -> int:
+        """The holding register a bit is set in, read just before writing it back."""
+        request = ReadRequest(unit, "holding", tag.address.offset, 1, ())
         try:
-            if address.table == "coil":
-                response = await client.write_coil(address.offset, bool(value), device_id=unit)
-            elif address.bit is not None:
-                # Read-modify-write: not atomic on the device (FC 22 is not widely supported).
-                current = await client.read_holding_registers(
-                    address.offset, count=1, device_id=unit
-                )
-                if current.isError():
-                    raise DeviceError(f"{tag.name}: cannot read {address} before setting its bit")
-                word = current.registers[0]
-                word = word | (1 << address.bit) if value else word & ~(1 << address.bit)
-                response = await client.write_register(address.offset, word, device_id=unit)
-            else:
-                registers = encode_tag(tag, value, tag.byte_order or self.source.byte_order)
-                response = await client.write_registers(address.offset, registers, device_id=unit)
+            words, _ = await self._read_block(client, request)
+        except DeviceError as exc:
+            raise DeviceError(
+                f"{tag.name} ({tag.address}): cannot read the register to set its bit "
+                f"(nothing written): {exc}"
+            ) from exc
+        return words[0]
+
+    async def _send_write(
+        self, client: AsyncModbusTcpClient, where: str, send: Callable[[], Awaitable[ModbusPDU]]
+    ) -> None:
+        """Await one write request: once, whatever happens; errors say what the device said."""
+        src = self.source
+        self.writes_sent += 1
+        try:
+            response = await send()
         except ModbusException as exc:
-            raise ConnectionLost(f"{self.source.host}:{self.source.port}: {exc}") from exc
+            if client.connected:
+                raise WriteUnconfirmed(
+                    f"{where}: no answer to the write in {src.timeout:g} s; it may have been "
+                    "applied (read it back)"
+                ) from exc
+            raise ConnectionLost(
+                f"{src.host}:{src.port}: {exc} (writing {where}: it may have been applied)"
+            ) from exc
+        except OSError as exc:
+            raise ConnectionLost(
+                f"{src.host}:{src.port}: {exc} (writing {where}: it may have been applied)"
+            ) from exc
         if response.isError():
-            raise DeviceError(f"{tag.name}: write refused: {exception_text(response)}")
+            raise DeviceError(f"{where}: write refused: {exception_text(response)}")
 
     async def close(self) -> None:
         """Close the connection; never raises."""
@@ -257,18 +339,22 @@ class ModbusConnector:
             "discrete": client.read_discrete_inputs,
         }[request.table]
         self.requests_sent += 1
-        try:
-            response: ModbusPDU = await read(
-                request.start, count=request.count, device_id=request.unit_id
-            )
-        except ModbusException as exc:
-            if (
-                client.connected
-            ):  # a timeout on a live connection: this request failed, not the link
-                raise DeviceError(f"no answer: {exc}") from exc
-            raise ConnectionLost(f"{self.source.host}:{self.source.port}: {exc}") from exc
-        except OSError as exc:
-            raise ConnectionLost(f"{self.source.host}:{self.source.port}: {exc}") from exc
+        tries = self.source.retries + 1
+        for attempt in range(1, tries + 1):
+            try:
+                response: ModbusPDU = await read(
+                    request.start, count=request.count, device_id=request.unit_id
+                )
+                break
+            except ModbusException as exc:
+                if not client.connected:
+                    raise ConnectionLost(f"{self.source.host}:{self.source.port}: {exc}") from exc
+                # A timeout on a live connection: this request failed, not the link. A read
+                # changes nothing on the device, so it may be asked again.
+                if attempt == tries:
+                    raise DeviceError(f"no answer: {exc}") from exc
+            except OSError as exc:
+                raise ConnectionLost(f"{self.source.host}:{self.source.port}: {exc}") from exc
         if isinstance(response, ExceptionResponse) or response.isError():
             raise DeviceError(exception_text(response))
         if request.table in ("coil", "discrete"):
@@ -307,3 +393,7 @@ class ModbusConnector:
                 reason,
                 names,
             )
+
+
+if TYPE_CHECKING:  # the contract, checked by mypy
+    _writer: type[Writer[ModbusTag]] = ModbusConnector

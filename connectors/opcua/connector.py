@@ -8,6 +8,7 @@ import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from asyncua import ua
 from asyncua.client.client import Client
@@ -17,15 +18,17 @@ from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaStatusCodeError
 
-from connectors.base import Deliver
+from connectors.base import Deliver, Writer
 from connectors.opcua.config import OpcUaSource, OpcUaTag
+from connectors.opcua.datatypes import TYPE_ATTRIBUTES, VariableType, variable_type, variant
 from connectors.opcua.nodeid import NodeRef
 from connectors.opcua.resolve import UnknownNamespace, node_id, resolve
 from connectors.opcua.security import apply_security, describe_user_certificate
 from connectors.opcua.status import StatusLog
 from connectors.opcua.values import status_name, to_sample
-from gateway.errors import ConnectionLost, DeviceError, SourceError
-from gateway.models import BAD_SAMPLE, Sample
+from gateway.errors import ConnectionLost, DeviceError, SourceError, WriteUnconfirmed
+from gateway.models import BAD_SAMPLE, Sample, Value
+from gateway.writes import PlcType
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +113,8 @@ class OpcUaConnector:
         self.client: Client | None = None
         self.namespaces: list[str] = []
         self.read_requests = 0  # Read service calls sent, for tests and metrics
+        self.write_requests = 0  # Write service calls sent
+        self._types: dict[NodeRef, VariableType] = {}  # writable tags' types, learned at connect
         self.subscription_id: int | None = None  # the live subscription's id, for diagnostics
         self._start_time: datetime | None = None
         self._nodes: dict[NodeRef, ua.NodeId | None] = {}  # resolved at every connect
@@ -150,6 +155,11 @@ class OpcUaConnector:
         self.client = client
         self._nodes.clear()
         self._resolve_all(src.tags)
+        try:
+            await self._learn_types(client, [tag for tag in src.tags if tag.writable])
+        except BaseException:
+            await self.close()
+            raise
 
     async def read(self, tags: Sequence[OpcUaTag]) -> list[Sample]:
         """Read the tags' values: one Read call per ``max_nodes_per_read`` nodes."""
@@ -220,6 +230,92 @@ class OpcUaConnector:
                 ]
         monitor.fail(failed)
         await self._watch(client, monitor)
+
+    def plc_type(self, tag: OpcUaTag) -> PlcType | None:
+        """The variable's type for the write rules, as its DataType said at the last connect."""
+        kind = self._types.get(tag.node)
+        return kind.plc if kind is not None else None
+
+    async def write(self, tag: OpcUaTag, value: Value) -> None:
+        """Write a value the write rules accepted as the variable's Value, once.
+
+        A Bad StatusCode raises DeviceError carrying its name (``BadNotWritable``); no answer
+        in time raises WriteUnconfirmed. Only the value is sent, without StatusCode or
+        timestamps, which many servers refuse to have written.
+        """
+        client = self._connected()
+        node = self._node(tag)
+        kind = self._types.get(tag.node)
+        if node is None or kind is None:
+            raise DeviceError(f"{tag.name}: its DataType is not known; check_write refuses this")
+        item = ua.WriteValue(
+            NodeId=node,
+            AttributeId=AttributeIds.Value,
+            Value=ua.DataValue(variant(kind, value), StatusCode=None),
+        )
+        params = ua.WriteParameters(NodesToWrite=[item])
+        self.write_requests += 1
+        try:
+            with boundary(f"{self.source.url}: write {tag.name}"):
+                try:
+                    [status] = await client.uaclient.session.write(params)
+                except TimeoutError as exc:
+                    raise WriteUnconfirmed(
+                        f"{tag.name}: no answer to the write in {self.source.timeout:g} s; "
+                        "it may have been applied (read it back)"
+                    ) from exc
+        except ConnectionLost as exc:
+            raise ConnectionLost(f"{exc} (writing {tag.name}: it may have been applied)") from exc
+        if not status.is_good():
+            raise Refused(f"{tag.name}: write refused: {status.name}", status.name)
+
+    async def read_back(self, tag: OpcUaTag) -> Sample:
+        """Read one variable's Value now (outside any subscription), to confirm a write."""
+        client = self._connected()
+        node = self._node(tag)
+        if node is None:
+            raise DeviceError(f"{tag.name}: {_UNKNOWN_NAMESPACE}")
+        self.read_requests += 1
+        with boundary(f"{self.source.url}: read {tag.name}"):
+            [data] = await client.uaclient.session.read(read_request([node]))
+        if data.StatusCode is not None and data.StatusCode.is_bad():
+            raise Refused(f"{tag.name}: read refused: {data.StatusCode.name}", data.StatusCode.name)
+        return to_sample(data)
+
+    async def _learn_types(self, client: Client, tags: Sequence[OpcUaTag]) -> None:
+        """Read the writable tags' DataType, ValueRank and ArrayDimensions: once a session."""
+        self._types.clear()
+        wanted = [(i, node) for i, tag in enumerate(tags) if (node := self._node(tag)) is not None]
+        per_read = max(1, self.source.max_nodes_per_read // len(TYPE_ATTRIBUTES))
+        unknown: list[str] = []
+        for chunk in chunks(wanted, per_read):
+            params = ua.ReadParameters()
+            params.NodesToRead = [
+                ua.ReadValueId(NodeId=node, AttributeId=attr)
+                for _, node in chunk
+                for attr in TYPE_ATTRIBUTES
+            ]
+            self.read_requests += 1
+            try:
+                with boundary(f"{self.source.url}: read the writable tags' DataTypes"):
+                    results = await client.uaclient.session.read(params)
+            except Refused as exc:
+                unknown += [f"{tags[i].name} ({exc.status})" for i, _ in chunk]
+                continue
+            width = len(TYPE_ATTRIBUTES)
+            for k, (i, _) in enumerate(chunk):
+                kind = variable_type(*results[width * k : width * (k + 1)])
+                if kind is None:
+                    unknown.append(tags[i].name)
+                else:
+                    self._types[tags[i].node] = kind
+        if unknown:
+            # Said once a connect: their commands are refused (type) until a DataType is known.
+            log.warning(
+                "%s: no DataType for writable tag(s), writes refused: %s",
+                self.source.name,
+                ", ".join(unknown),
+            )
 
     async def close(self) -> None:
         """End the session (deleting its subscriptions); never raises."""
@@ -417,3 +513,7 @@ async def _abandon(client: Client, timeout: float = 2.0) -> None:
         if isinstance(task, asyncio.Task) and not task.done():
             task.cancel()
         client.disconnect_socket()
+
+
+if TYPE_CHECKING:  # the contract, checked by mypy
+    _writer: type[Writer[OpcUaTag]] = OpcUaConnector

@@ -2,6 +2,12 @@
 
 Variables live in namespace ``urn:plantgate:sim`` under string node ids such as
 ``Oven.Zone1.Temp`` (``nsu=urn:plantgate:sim;s=Oven.Zone1.Temp``).
+
+``Oven.Zone1.Setpoint`` and ``Recipe.*`` (one setpoint of each type a command can write, and an
+array) keep what clients write; the others are read-only and answer writes BadNotWritable.
+``sim.writes`` counts client Write requests per variable, refused ones too;
+``sim.fail_writes(status)`` answers every write with a StatusCode, ``sim.stall_writes(s)``
+holds writes before applying and answering them.
 """
 
 from simulators.opcua.server import OpcUaSimulator, serve_opcua

@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from asyncua import ua
+from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.server.address_space import AttributeService
 from asyncua.server.server import Server
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
+from asyncua.ua.status_codes import StatusCodes
 
 from simulators.opcua.security import PlantUserManager, load_user_certificates, make_certificate
 from simulators.opcua.variables import (
@@ -31,6 +35,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from asyncua.common.node import Node
+    from asyncua.server.internal_server import InternalServer
 
 _log = logging.getLogger(__name__)
 
@@ -50,6 +55,7 @@ def _status(code: int) -> ua.StatusCode:
     return ua.StatusCode(cast("ua.UInt32", code))
 
 
+_ADMIN = User(role=UserRole.Admin)
 _SERVER_STATUS = _node_id(ObjectIds.Server_ServerStatus)
 _CURRENT_TIME = _node_id(ObjectIds.Server_ServerStatus_CurrentTime)
 # The endpoints a secured simulator offers per policy name (the names the YAML uses).
@@ -66,6 +72,45 @@ SECURED_ENDPOINTS: dict[str, tuple[ua.SecurityPolicyType, ...]] = {
 # Longest run of writes without serving clients: publish responses go out while a big tick is
 # still being written, as a real server's would while it samples.
 WRITE_SLICE = 0.005
+
+
+class _WriteGate(AttributeService):
+    """The Write service as a PLC's server answers it, counted per variable.
+
+    asyncua answers a write to a variable without CurrentWrite access BadUserAccessDenied; the
+    spec's answer is BadNotWritable (Part 4, 7.34), which a real server gives. ``fail_with``
+    answers every client write with that StatusCode instead of applying it; ``stall`` holds
+    writes before applying and answering them (a slow PLC behind the server).
+    """
+
+    def __init__(self, iserver: InternalServer, counts: Counter[str]) -> None:
+        super().__init__(iserver.aspace)
+        self._read_attribute = iserver.aspace.read_attribute_value
+        self.counts = counts  # string node id -> Write requests for it, refused ones too
+        self.fail_with: int | None = None
+        self.stall = 0.0  # seconds a client write waits before it is applied and answered
+
+    async def write(self, params: ua.WriteParameters, user: User = _ADMIN) -> list[ua.StatusCode]:
+        """Apply a Write request, refusing what a real server would refuse."""
+        if user.role == UserRole.Admin:  # the simulator itself (building, set_writable)
+            return await super().write(params, user)
+        results: list[ua.StatusCode] = []
+        for item in params.NodesToWrite:
+            self.counts[str(item.NodeId.Identifier)] += 1
+        if self.stall:
+            await asyncio.sleep(self.stall)
+        for item in params.NodesToWrite:
+            if self.fail_with is not None:
+                results.append(_status(self.fail_with))
+                continue
+            if item.AttributeId == AttributeIds.Value:
+                access = self._read_attribute(item.NodeId, AttributeIds.AccessLevel)
+                level = access.Value.Value if access.Value is not None else None
+                if isinstance(level, int) and not level & ua.AccessLevel.CurrentWrite.mask:
+                    results.append(_status(StatusCodes.BadNotWritable))
+                    continue
+            results += await super().write(ua.WriteParameters(NodesToWrite=[item]), user)
+        return results
 
 
 class OpcUaSimulator:
@@ -127,6 +172,8 @@ class OpcUaSimulator:
         self._last_clock = -1
         # Ticks and set_bad() both write; the lock keeps a tick from undoing a fault half-way.
         self._lock = asyncio.Lock()
+        self.writes: Counter[str] = Counter()  # client Write requests per variable name
+        self._gate: _WriteGate | None = None
 
     @property
     def endpoint(self) -> str:
@@ -170,6 +217,8 @@ class OpcUaSimulator:
         manager = PlantUserManager(users, certificates) if users or certificates else None
         server = Server(user_manager=manager)
         await server.init()
+        self._gate = _WriteGate(server.iserver, self.writes)
+        server.iserver.attribute_service = self._gate
         server.set_endpoint(self.endpoint)
         server.set_server_name("plantgate OPC UA simulator")
         server.product_uri = "urn:plantgate"
@@ -187,6 +236,7 @@ class OpcUaSimulator:
         self._held.clear()
         self._bad.clear()
         self._nodeids.clear()
+        self.writes.clear()
         self._last_clock = -1
         try:
             await self._build()
@@ -246,6 +296,19 @@ class OpcUaSimulator:
                     await self._write_values(snapshot())
                 else:
                     await self._write_bulk()
+
+    def fail_writes(self, status: int | None) -> None:
+        """Answer every client write with this StatusCode (e.g. BadOutOfRange); None: stop."""
+        self._require_gate().fail_with = status
+
+    def stall_writes(self, seconds: float) -> None:
+        """Hold every client write this long before applying and answering it (0: stop)."""
+        self._require_gate().stall = seconds
+
+    def _require_gate(self) -> _WriteGate:
+        if self._gate is None:
+            raise RuntimeError("simulator not started")
+        return self._gate
 
     def _is_held(self, name: str) -> bool:
         var = self._vars.get(name)

@@ -77,6 +77,22 @@ PLANT_VARIABLES: tuple[PlantVariable, ...] = (
     PlantVariable("Utilities.EnergyWh", VT.Int64, lambda s: int(s.t * 12.5)),
     PlantVariable("Utilities.Toggle", VT.Boolean, lambda s: s.toggle),
     PlantVariable("Utilities.Flaky", VT.Double, lambda s: s.sine),
+    # Setpoints an MES downloads, one of each type a command can write; kept as written.
+    PlantVariable("Recipe.Enabled", VT.Boolean, None, initial=False, writable=True),
+    PlantVariable("Recipe.Trim", VT.SByte, None, initial=0, writable=True),
+    PlantVariable("Recipe.Station", VT.Byte, None, initial=1, writable=True),
+    PlantVariable("Recipe.FillOffset", VT.Int16, None, initial=0, writable=True),
+    PlantVariable("Recipe.TargetSpeed", VT.UInt16, None, initial=600, writable=True),
+    PlantVariable("Recipe.LotNumber", VT.Int32, None, initial=0, writable=True),
+    PlantVariable("Recipe.BatchSize", VT.UInt32, None, initial=1000, writable=True),
+    PlantVariable("Recipe.EnergyBudget", VT.Int64, None, initial=0, writable=True),
+    PlantVariable("Recipe.TotalTarget", VT.UInt64, None, initial=0, writable=True),
+    PlantVariable("Recipe.FillWeight", VT.Float, None, initial=500.0, writable=True),
+    PlantVariable("Recipe.Pressure", VT.Double, None, initial=2.5, writable=True),
+    PlantVariable("Recipe.Name", VT.String, None, initial="PLAIN-500", writable=True),
+    PlantVariable(
+        "Recipe.ZoneTemps", VT.Double, None, initial=[180.0] * 4, writable=True, array_length=4
+    ),
 )
 
 
