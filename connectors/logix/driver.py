@@ -18,7 +18,7 @@ from pycomm3.packets.logix import (
 )
 
 from connectors.logix.declared import STRING_HANDLE, STRUCTURE_REPLY, TYPE_NAMES, reply_type
-from connectors.logix.status import CipStatus, reply_status
+from connectors.logix.status import CONNECTED_STATUS_AT, CipStatus, reply_status
 from gateway.errors import ConnectionLost
 
 # Connection bytes around a Read Tag reply's data: sequence count (2), reply header (4) and
@@ -47,19 +47,28 @@ class Driver(LogixDriver):
         return reply
 
     def send(self, request: Any) -> Any:
+        response = super().send(request)
+        replies = (
+            response.responses if isinstance(response, MultiServiceResponsePacket) else [response]
+        )
+        for reply in replies:
+            if isinstance(reply, ReadTagResponsePacket) and reply.raw:
+                self._check_read(reply)
+        return response
+
+    def _check_read(self, reply: Any) -> None:
+        # pycomm3 words a refused read in its own way ("Extended status out of memory" for a
+        # path segment error); say the controller's status code instead, as writes do.
+        # Multi-service replies are re-framed by pycomm3 so that the status sits where a
+        # connected reply has it.
+        status = reply_status(reply.raw, CONNECTED_STATUS_AT)
+        if status is not None and not status.ok:
+            reply._error = str(status)
+            return
         # A declared type is trusted by pycomm3's decoder: a DINT declared where the controller
         # holds a REAL would decode as a plausible wrong number. The reply says its type: check.
-        response = super().send(request)
         if self.check_reply_types:
-            replies = (
-                response.responses
-                if isinstance(response, MultiServiceResponsePacket)
-                else [response]
-            )
-            for reply in replies:
-                if isinstance(reply, ReadTagResponsePacket) and reply.is_valid():
-                    _check_type(reply)
-        return response
+            _check_type(reply)
 
     def _read_build_single_request(self, parsed_tag: dict[str, Any]) -> Any:
         # A Micro800 gets every read as a lone Read Tag (pycomm3 sends it no Multiple Service

@@ -50,8 +50,9 @@ EXTENDED = {
 }
 
 _SEND_UNIT_DATA = 0x70  # connected messages: the reply's CIP status sits at byte 48
+CONNECTED_STATUS_AT = 48
 _SEND_RR_DATA = 0x6F  # unconnected messages: at byte 42
-_STATUS_AT = {_SEND_UNIT_DATA: 48, _SEND_RR_DATA: 42}
+_STATUS_AT = {_SEND_UNIT_DATA: CONNECTED_STATUS_AT, _SEND_RR_DATA: 42}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,8 @@ class CipStatus:
     def __str__(self) -> str:
         text = f"CIP status 0x{self.general:02X} ({GENERAL.get(self.general, 'unknown status')})"
         for word in self.extended:
+            if not word:  # Logix pads path errors with a zero word: it says nothing
+                continue
             meaning = EXTENDED.get(word)
             text += f", extended 0x{word:04X}" + (f" ({meaning})" if meaning else "")
         return text
@@ -74,11 +77,11 @@ class CipStatus:
         return self.general in (0x00, 0x06)
 
 
-def reply_status(reply: bytes) -> CipStatus | None:
-    """The CIP status of an encapsulated reply (None: not a CIP message reply, or too short)."""
-    if len(reply) < 2:
-        return None
-    at = _STATUS_AT.get(int.from_bytes(reply[:2], "little"))
+def reply_status(reply: bytes, at: int | None = None) -> CipStatus | None:
+    """The CIP status of an encapsulated reply, found by its command unless ``at`` says where
+    (None: not a CIP message reply, or too short)."""
+    if at is None and len(reply) >= 2:
+        at = _STATUS_AT.get(int.from_bytes(reply[:2], "little"))
     if at is None or len(reply) < at + 2:
         return None
     words = reply[at + 1]
