@@ -3,6 +3,7 @@ the tags declare their types; without them, the error says what to do."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from connectors.logix.browse import browse
 from connectors.logix.config import LogixSource
 from connectors.logix.connector import LogixConnector
 from gateway.errors import ConnectionLost
@@ -186,3 +188,9 @@ async def test_a_refused_upload_is_a_lost_connection_that_leaves_nothing_open(
     assert sim.connection_count == 0  # Forward Close was answered before connect() raised
     await async_wait_until(lambda: sim.session_count == 0, what="the session unregistered")
     await conn.close()
+
+
+async def test_browse_says_plainly_when_the_tag_list_is_refused(sim: LogixSimulator) -> None:
+    sim.refuse_tag_list()
+    with pytest.raises(ConnectionLost, match=r"refused the tag list upload \(CIP status 0x08"):
+        await asyncio.to_thread(browse, "127.0.0.1", sim.port, 0, False)

@@ -156,7 +156,7 @@ async def test_a_type_mismatch_on_the_wire_is_reported(sim: LogixSimulator) -> N
     src = source(sim.port, "TestReal")
     async with connected(src) as conn:
         sim.refuse_writes(CipStatus.GENERAL_ERROR, ExtStatus.TYPE_MISMATCH)
-        with pytest.raises(DeviceError, match="extended 0x2107 .*does not match"):
+        with pytest.raises(DeviceError, match=r"extended 0x2107 .*does not match"):
             await conn.write(src.tags[0], 1.0)
 
 
