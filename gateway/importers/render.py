@@ -11,7 +11,9 @@ import yaml
 
 from gateway.config import parse_config
 from gateway.importers.model import ImportedTag, ImportResult, Protocol
-from gateway.schema import format_duration
+from gateway.schema import SourceBase, format_duration
+
+DEFAULT_SCAN = SourceBase.model_fields["scan"].default
 
 # Wrapped around the output to validate it: the keys a config needs besides its sources.
 _CHECK_HEAD = (
@@ -60,12 +62,17 @@ def render(result: ImportResult, origin: str, source: SourceSpec | None = None) 
 
 
 def common_scan(tags: list[ImportedTag]) -> float | None:
-    """The scan most tags share (it goes on the source, and the tags keep only exceptions)."""
+    """The scan most tags share: it goes on the source, and the tags keep only exceptions.
+    Only when that changes nothing for tags without a scan of their own (they take the
+    source's)."""
     scans = Counter(t.scan for t in tags if t.scan is not None)
     if not scans:
         return None
     scan, count = scans.most_common(1)[0]
-    return scan if count * 2 > len(tags) else None
+    unscanned = any(t.scan is None for t in tags)
+    if count * 2 <= len(tags) or (unscanned and scan != DEFAULT_SCAN):
+        return None
+    return scan
 
 
 def validate(text: str, protocol: Protocol, whole_source: bool) -> None:

@@ -143,15 +143,15 @@ def _tag(row: Row, result: ImportResult) -> ImportedTag | None:
             problems.append(f"scan: {exc}")
     scale = None
     ends = [number(c) for c in _SCALE]
-    if any(e is not None for e in ends):
-        if any(e is None for e in ends):
-            problems.append("scaling needs all of raw_low, raw_high, eng_low, eng_high")
-        else:
-            clamp = _YES.get(row.get("clamp").lower())
-            if clamp is None:
-                problems.append(f"clamp: {row.get('clamp')!r} is not yes or no")
-            raw_low, raw_high, eng_low, eng_high = (float(e or 0) for e in ends)
-            scale = Scale((raw_low, raw_high), (eng_low, eng_high), bool(clamp))
+    given = [bool(row.get(c)) for c in _SCALE]
+    if any(given) and not all(given):
+        problems.append("scaling needs all of raw_low, raw_high, eng_low, eng_high")
+    elif all(given) and None not in ends:
+        clamp = _YES.get(row.get("clamp").lower())
+        if clamp is None:
+            problems.append(f"clamp: {row.get('clamp')!r} is not yes or no")
+        raw_low, raw_high, eng_low, eng_high = (float(e or 0) for e in ends)
+        scale = Scale((raw_low, raw_high), (eng_low, eng_high), bool(clamp))
     length, unit_id = number("length", int), number("unit id", int)
     multiplier, offset, deadband = number("multiplier"), number("offset"), number("deadband")
     if problems:
