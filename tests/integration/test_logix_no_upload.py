@@ -170,7 +170,7 @@ async def test_a_declared_type_the_controller_contradicts_is_bad_and_said_once(
         "dint_as_int (Program:MainProgram.BottleCount): declared INT, but the controller "
         "holds DINT",
         "string_as_real (LineName): declared REAL, but the controller holds STRING",
-        "ghost (NoSuchTag): ",
+        "ghost (NoSuchTag): CIP status 0x04 (path segment error)",
     ):
         assert text in warnings[0]
 
