@@ -17,6 +17,7 @@ from gateway.models import Quality
 from simulators.broker import free_port
 from simulators.logix import CipStatus, ExtStatus, LogixSimulator
 from simulators.logix.cip import Service
+from simulators.logix.identity import Identity
 from tests.helpers import PLANT_T, async_wait_until, f32
 
 pytestmark = pytest.mark.integration
@@ -219,3 +220,28 @@ async def test_a_write_that_times_out_is_not_retried(sim: LogixSimulator) -> Non
     # that timed out is never sent again blindly.
     await async_wait_until(lambda: sim.get_tag("TestDint") == 42, what="the late write")
     assert sim.write_count == 1
+
+
+@pytest.mark.parametrize("micro800", [False, True], ids=["controllogix", "micro800"])
+async def test_writes_on_a_500_byte_connection_fragment_at_its_size(micro800: bool) -> None:
+    # No Large Forward Open: 500-byte packets, so REAL[1000] takes at least nine fragments.
+    # A Micro800 gets no slot in its path and every request on its own.
+    identity = Identity(product_name="2080-LC50-48QWB", revision=(12, 11)) if micro800 else None
+    sim = LogixSimulator(
+        "127.0.0.1", free_port(), identity=identity, clock=lambda: PLANT_T,
+        large_forward_open=False,
+    )  # fmt: skip
+    await sim.start()
+    try:
+        src = source(sim.port, "Trend", slot=None if micro800 else 0)
+        async with connected(src) as conn:
+            assert conn.connection_size == 500
+            counts = sim.service_counts
+            await conn.write(src.tags[0], TREND)
+            fragments = sim.service_counts.get(Service.WRITE_TAG_FRAGMENTED, 0)
+            fragments -= counts.get(Service.WRITE_TAG_FRAGMENTED, 0)
+            [sample] = await conn.read(src.tags)
+    finally:
+        await sim.stop()
+    assert fragments >= 9
+    assert sample.value == TREND
