@@ -24,6 +24,7 @@ from gateway.errors import ConnectionLost
 # Connection bytes around a Read Tag reply's data: sequence count (2), reply header (4) and
 # data type (2, or 4 with a structure's handle).
 READ_REPLY_OVERHEAD = 10
+_OK = (0x00, 0x06)  # success, partial transfer (more fragments follow)
 
 
 class Driver(LogixDriver):
@@ -61,10 +62,11 @@ class Driver(LogixDriver):
         # path segment error); say the controller's status code instead, as writes do.
         # Multi-service replies are re-framed by pycomm3 so that the status sits where a
         # connected reply has it.
-        status = reply_status(reply.raw, CONNECTED_STATUS_AT)
-        if status is not None and not status.ok:
-            reply._error = str(status)
-            return
+        if reply.service_status not in _OK:  # pycomm3 has parsed the code: the rest, rarely
+            status = reply_status(reply.raw, CONNECTED_STATUS_AT)
+            if status is not None:
+                reply._error = str(status)
+                return
         # A declared type is trusted by pycomm3's decoder: a DINT declared where the controller
         # holds a REAL would decode as a plausible wrong number. The reply says its type: check.
         if self.check_reply_types:
