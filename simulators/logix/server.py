@@ -44,7 +44,12 @@ class _Client:
 
 
 class LogixSimulator:
-    """A ControlLogix-like EtherNet/IP target serving the plant model's tags to CIP clients."""
+    """A ControlLogix-like EtherNet/IP target serving the plant model's tags to CIP clients.
+
+    Faults a test can set: ``drop_connections``, ``stall``, ``inject_error`` (CIP errors for
+    tag requests), ``refuse_writes`` and ``refuse_tag_list``; a tag declared Read Only refuses
+    writes with a privilege violation. ``write_count`` counts the write requests that arrived.
+    """
 
     def __init__(
         self,
