@@ -55,7 +55,6 @@ class LogixConnector:
         self._companion: str | None = None  # a small tag to pair with a lone large read
         self._problems: dict[str, str] = {}  # tag name -> why it is bad now, logged once
         self.requests_sent = 0  # CIP requests and fragments sent by read()
-        self.writes_sent = 0  # and by write()
 
     @property
     def connection_size(self) -> int:
@@ -186,7 +185,6 @@ class LogixConnector:
 
     def _write(self, plc: Driver, tag: LogixTag, request: str, payload: Any) -> None:
         plc.refusal = None
-        before = plc.packets
         try:
             result = plc.write(request, payload)
         except CommError as exc:
@@ -199,8 +197,6 @@ class LogixConnector:
             raise ConnectionLost(
                 f"{self.source.path}: write to {tag.name} failed: {reason(exc)}"
             ) from exc
-        finally:
-            self.writes_sent += plc.packets - before
         if result.error:
             why = plc.refusal if plc.refusal is not None else result.error
             raise DeviceError(f"{tag.name} ({tag.address}): write refused: {why}")

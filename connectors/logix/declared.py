@@ -13,6 +13,7 @@ is ``INT[4]`` (the member), ``StatusBits.5`` is ``DINT`` (the bit's host).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -77,7 +78,9 @@ class DeclaredTags:
 
     def __init__(self) -> None:
         self.tags: dict[str, dict[str, Any]] = {}
+        self._spelled: dict[str, str] = {}  # lower-case base tag -> its key in ``tags``
         self._declared: dict[tuple[str, ...], LogixType] = {}  # lower-case name path -> type
+        self._parents: set[tuple[str, ...]] = set()  # paths that have declared members
         self._indices: dict[tuple[str, ...], list[int]] = {}  # stub path -> largest index + 1
 
     def add(self, address: Address, declared: LogixType) -> None:
@@ -91,11 +94,12 @@ class DeclaredTags:
             if path[:depth] in self._declared:
                 whole = _dotted(names[:depth])
                 raise ValueError(f"{whole} is declared {self._declared[path[:depth]]}: no members")
-        if any(k[: len(path)] == path and len(k) > len(path) for k in self._declared):
+        if path in self._parents:
             raise ValueError(f"{_dotted(names)} is declared with members, so it is a UDT")
         if address.members and len(declared.dims) > 1:
             raise ValueError(f"{_dotted(names)}: a UDT member array has one dimension")
         self._declared[path] = declared
+        self._parents.update(path[:depth] for depth in range(1, len(path)))
         parts: list[Part] = list(address.parts)
         for depth, part in enumerate(parts[:-1], 1):  # the UDTs on the way are stubs
             sizes = self._indices.setdefault(path[:depth], [])
@@ -107,7 +111,7 @@ class DeclaredTags:
 
     def _build(self, names: Sequence[str], declared: LogixType) -> None:
         base, members = names[0], names[1:]
-        key = next((k for k in self.tags if k.lower() == base.lower()), base)
+        key = self._spelled.setdefault(base.lower(), base)
         if not members:
             self.tags[key] = _entry(key, _type_info(declared), declared.dims)
             return
@@ -126,7 +130,7 @@ class DeclaredTags:
         leaf = _type_info(declared) | {"offset": 0, "array": 0}
         if declared.dims:  # a member array: one dimension
             leaf["array"] = declared.dims[0]
-            leaf["type_class"] = Array(length_=declared.dims[0], element_type_=leaf["type_class"])
+            leaf["type_class"] = _array(declared.dims[0], leaf["type_class"])
         _insert(data_type, members[-1], leaf)
 
     def _stub_dims(self, names: Sequence[str]) -> tuple[int, ...]:
@@ -178,7 +182,7 @@ def _string_type() -> dict[str, Any]:
             "LEN": {"data_type": "DINT", "data_type_name": "DINT", "tag_type": "atomic",
                     "type_class": dint, "offset": 0, "array": 0},
             "DATA": {"data_type": "SINT", "data_type_name": "SINT", "tag_type": "atomic",
-                     "type_class": Array(length_=STRING_CAPACITY, element_type_=sint),
+                     "type_class": _array(STRING_CAPACITY, sint),
                      "offset": 4, "array": STRING_CAPACITY},
         },
         "template": {"structure_handle": STRING_HANDLE, "structure_size": STRING_SIZE},
@@ -205,6 +209,12 @@ def _type_info(declared: LogixType) -> dict[str, Any]:
     }
 
 
+@functools.cache
+def _array(length: int, element: Any) -> Any:
+    """pycomm3's array type (a class made per call: one per length and element, made once)."""
+    return Array(length_=length, element_type_=element)
+
+
 def _dims_fields(dims: tuple[int, ...]) -> tuple[int, list[int]]:
     return len(dims), [*dims, 0, 0, 0][:3]
 
@@ -222,7 +232,7 @@ def _entry(name: str, info: dict[str, Any], dims: tuple[int, ...]) -> dict[str, 
         **info,
     }
     if dims:
-        entry["type_class"] = Array(length_=math.prod(dims), element_type_=info["type_class"])
+        entry["type_class"] = _array(math.prod(dims), info["type_class"])
     return entry
 
 
