@@ -8,6 +8,7 @@ or skips because plantgate has no equivalent, is a warning naming the row.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -111,6 +112,7 @@ class ImportResult:
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     byte_order: str | None = None  # for the source, when the file implies one
+    _names: dict[str, ImportedTag] = field(default_factory=dict, repr=False)  # lower-case
 
     def error(self, line: int, message: str) -> None:
         """Note a row that cannot be imported: the file is refused."""
@@ -132,14 +134,14 @@ class ImportResult:
                 message = str(err["msg"]).removeprefix("Value error, ")
                 self.error(tag.line, f"{tag.name}: {key}: {message}")
             return
-        taken = {t.name.lower(): t for t in self.tags}
-        earlier = taken.get(tag.name.lower())
+        earlier = self._names.get(tag.name.lower())
         if earlier is not None:
-            unique = unique_name(tag.name, set(taken))
+            unique = unique_name(tag.name, self._names.keys())
             self.warn(
                 tag.line, f"{tag.name}: line {earlier.line} has that name too; named {unique}"
             )
             tag = replace(tag, name=unique)
+        self._names[tag.name.lower()] = tag
         self.tags.append(tag)
 
 
@@ -151,7 +153,7 @@ def tag_name(text: str) -> str:
     return name[:128]
 
 
-def unique_name(name: str, taken: set[str]) -> str:
+def unique_name(name: str, taken: Collection[str]) -> str:
     """``name``, or ``name_2``, ``name_3``... whichever is not taken (case-insensitively)."""
     candidate, n = name, 2
     while candidate.lower() in taken:

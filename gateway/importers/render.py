@@ -96,10 +96,20 @@ def _tag_lines(
     return "\n".join(lines) + "\n"
 
 
+# libyaml's emitter when PyYAML has it (as gateway.config takes its loader): a 16,000-tag
+# import renders in ~1.3 s instead of ~4 s.
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def _flow(fields: dict[str, object]) -> str:
     """One tag as a one-line YAML mapping."""
-    text = yaml.safe_dump(
-        fields, default_flow_style=True, sort_keys=False, width=math.inf, allow_unicode=True
+    text = yaml.dump(
+        fields,
+        Dumper=_DUMPER,
+        default_flow_style=True,
+        sort_keys=False,
+        width=2**31 - 1,
+        allow_unicode=True,
     )
     return text.strip()
 
