@@ -240,6 +240,16 @@ def cmd_browse(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    """Turn a tag list (simple CSV, Kepware CSV, Studio 5000 L5X) into ready-to-paste YAML."""
+    from gateway.importers.command import run
+
+    return run(
+        args.file, args.format, args.source, args.protocol, args.host, args.port,
+        args.byte_order, args.output,
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -278,6 +288,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=10, help="OPC UA: levels to walk")
     p.add_argument("--yaml", action="store_true", help="print a ready-to-paste sources: entry")
     p.set_defaults(func=cmd_browse)
+    p = sub.add_parser("import", help="turn a CSV, Kepware CSV or L5X tag list into YAML tags")
+    p.add_argument("file", help="the tag list (docs/import.md)")
+    p.add_argument("--format", choices=("csv", "kepware", "l5x"), help="default: from the file")
+    p.add_argument("--source", help="emit a whole sources: entry with this name")
+    p.add_argument("--protocol", choices=PROTOCOLS, help="csv: default from the addresses")
+    p.add_argument("--host", help="the device's address (with --source)")
+    p.add_argument("--port", type=int, help="the device's port (with --source)")
+    p.add_argument("--byte-order", help="Modbus: the source's byte_order, e.g. CDAB")
+    p.add_argument("-o", "--output", help="write the YAML here (default: stdout)")
+    p.set_defaults(func=cmd_import)
     p = sub.add_parser("buffer", help="inspect the store-and-forward buffer")
     buffer_sub = p.add_subparsers(dest="buffer_command", required=True)
     p = buffer_sub.add_parser("stats", help="backlog per source, oldest unsent, size, drops")

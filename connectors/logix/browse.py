@@ -9,9 +9,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import yaml
-from pycomm3 import LogixDriver
 
 from connectors.logix.config import DEFAULT_PORT
+from connectors.logix.driver import Driver
 from connectors.logix.resolve import DataType, dimensions, type_name
 from gateway.errors import ConnectionLost
 
@@ -22,10 +22,11 @@ _NOT_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 def browse(host: str, port: int, slot: int | None, as_yaml: bool) -> str:
     """Connect, upload the tag list and describe it (as text, or as a YAML source entry)."""
     path = f"{host}:{port}" if slot is None else f"{host}:{port}/{slot}"
-    plc = LogixDriver(path)
+    plc = Driver(path, init_tags=False)
     try:
         if not plc.open():  # type: ignore[no-untyped-call]
             raise ConnectionLost(f"{path}: the controller refused the session")
+        plc.upload_tag_list(path, ())
         tags: dict[str, dict[str, Any]] = dict(plc.tags)
         info: dict[str, Any] = dict(plc.info)
     except ConnectionLost:

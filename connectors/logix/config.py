@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, PlainSerializer, field_validator, model_validator
 
 from connectors.logix.address import Address, parse_address
+from connectors.logix.declared import LogixType, declare, parse_type
+from connectors.logix.resolve import TagTable
 from gateway.schema import Duration, SourceBase, TagBase
 
 LogixAddress = Annotated[
@@ -15,6 +17,7 @@ LogixAddress = Annotated[
     BeforeValidator(lambda v: v if isinstance(v, Address) else parse_address(v)),
     PlainSerializer(str),
 ]
+DeclaredType = Annotated[LogixType, BeforeValidator(parse_type), PlainSerializer(str)]
 
 DEFAULT_PORT = 44818
 # port/link pairs: backplane|bp|enet|N / slot|IP, e.g. backplane/2/enet/10.1.1.5/backplane/0
@@ -25,6 +28,19 @@ class LogixTag(TagBase):
     """One controller or program tag (or a member, element, slice or bit of one)."""
 
     address: LogixAddress
+    # The type of the last name in the address, as Studio 5000 declares it (DINT, REAL[100],
+    # STRING): lets the source read without the controller's tag list.
+    type: DeclaredType | None = None
+
+    @model_validator(mode="after")
+    def _type_fits_address(self) -> LogixTag:
+        if self.type is not None:
+            table = declare([(self.address, self.type)])
+            try:
+                TagTable(table.tags).resolve(self.address)
+            except LookupError as exc:
+                raise ValueError(f"{self.address} as {self.type}: {exc}") from exc
+        return self
 
 
 class LogixSource(SourceBase):
@@ -37,6 +53,9 @@ class LogixSource(SourceBase):
     slot: int | None = Field(default=0, ge=0, le=255)
     route: str | None = None  # a full CIP route instead of slot, for controllers behind a bridge
     timeout: Duration = 5.0  # longest wait for one reply
+    # Upload the controller's tag list at connect? None (default): only when a tag does not
+    # declare its type. false: never (every tag must declare its type).
+    tag_list: bool | None = None
     tags: list[LogixTag] = Field(min_length=1)
 
     @field_validator("route")
@@ -58,6 +77,25 @@ class LogixSource(SourceBase):
                 "set slot or route, not both (the route ends at the controller's slot)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _declarations_agree(self) -> LogixSource:
+        untyped = [t.name for t in self.tags if t.type is None]
+        if self.tag_list is False and untyped:
+            more = f" (and {len(untyped) - 10} more)" if len(untyped) > 10 else ""
+            raise ValueError(
+                f"tag_list: false reads only tags that declare their type (type: DINT, "
+                f"type: REAL[100]...); no type on: {', '.join(untyped[:10])}{more}"
+            )
+        declare((t.address, t.type) for t in self.tags if t.type is not None)
+        return self
+
+    @property
+    def uploads_tag_list(self) -> bool:
+        """Whether connecting uploads the controller's tag list."""
+        if self.tag_list is not None:
+            return self.tag_list
+        return any(t.type is None for t in self.tags)
 
     @property
     def path(self) -> str:

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pycomm3 import CommError, LogixDriver
-from pycomm3.logix_driver import _tag_return_size
-from pycomm3.packets.logix import ReadTagFragmentedRequestPacket
 
 from connectors.logix.config import LogixSource, LogixTag
+from connectors.logix.declared import declare
+from connectors.logix.driver import Driver, reason
 from connectors.logix.resolve import Resolved, TagTable, bad_sample, dimensions, plain_value
-from gateway.errors import ConnectionLost
-from gateway.models import BAD_SAMPLE, Sample
+from connectors.logix.writes import write_value
+from gateway.errors import ConnectionLost, DeviceError
+from gateway.models import BAD_SAMPLE, Sample, Value
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +30,6 @@ T = TypeVar("T")
 # Within this many bytes of the connection size a lone read is paired with a small tag, which
 # sends it down pycomm3's multi-request path, where it is sized (and fragmented) correctly.
 LONE_READ_MARGIN = 64
-# Connection bytes around a Read Tag reply's data: sequence count (2), reply header (4) and
-# data type (2, or 4 with a structure's handle).
-READ_REPLY_OVERHEAD = 10
 MAX_NAMES_LOGGED = 10
 MAX_PLANS = 64
 
@@ -44,43 +42,13 @@ class _Plan:
     requests: list[str]
 
 
-class _Driver(LogixDriver):
-    """pycomm3's driver, counting the packets it sends (one per CIP request or fragment)."""
-
-    packets = 0
-    broken = False  # the socket failed: a Forward Close could only fail too, and log a traceback
-
-    def _send(self, message: bytes) -> Any:
-        self.packets += 1
-        return super()._send(message)  # type: ignore[no-untyped-call]
-
-    def _read_build_single_request(self, parsed_tag: dict[str, Any]) -> Any:
-        # A Micro800 gets every read as a lone Read Tag (pycomm3 sends it no Multiple Service
-        # Packets), so pairing with a small tag (LONE_READ_MARGIN) cannot help there: size the
-        # lone read here, with its reply header, and fragment a reply that would not fit.
-        request = super()._read_build_single_request(parsed_tag)  # type: ignore[no-untyped-call]
-        if (
-            request is not None
-            and not isinstance(request, ReadTagFragmentedRequestPacket)
-            and _tag_return_size(parsed_tag) + READ_REPLY_OVERHEAD  # type: ignore[no-untyped-call]
-            > self.connection_size
-        ):
-            request = ReadTagFragmentedRequestPacket.from_request(self._sequence, request)
-        return request
-
-    def abandon(self) -> None:
-        """Close only the socket: the controller drops the CIP connection when it times out."""
-        self._target_is_connected = False
-        self._session = 0
-
-
 class LogixConnector:
     """Reads a Logix controller's tags over one CIP connection, in as few requests as fit."""
 
     def __init__(self, source: LogixSource) -> None:
         self.source = source
         self._executor: ThreadPoolExecutor | None = None
-        self._plc: _Driver | None = None
+        self._plc: Driver | None = None
         self._table: TagTable | None = None
         self._resolved: dict[str, Resolved | str] = {}  # address -> how to read it, or why not
         self._plans: dict[tuple[int, ...], _Plan] = {}  # per tag list the runtime scans
@@ -94,7 +62,7 @@ class LogixConnector:
         return int(self._plc.connection_size) if self._plc is not None else 0
 
     async def connect(self) -> None:
-        """Open the connection, upload the tag list and check every configured tag against it."""
+        """Open the connection, get the tag list (uploaded or declared) and check every tag."""
         if self._plc is not None:
             await self.close()
         self._plc = await self._call(self._open)
@@ -135,6 +103,25 @@ class LogixConnector:
             self._note(bad, good)
         return samples
 
+    async def write(self, tag: LogixTag, value: Value) -> None:
+        """Write one tag's value (the caller has checked that writes are allowed).
+
+        A value that does not fit the tag's type raises ValueError before anything is sent; a
+        refusal raises DeviceError with the controller's CIP status. Never retried: after a
+        timeout the write may have been applied, so the connection is reported lost instead.
+        """
+        plc, table = self._plc, self._table
+        if plc is None or table is None:
+            raise ConnectionLost(f"not connected to {self.source.path}")
+        how = self._resolve(tag, table)
+        if isinstance(how, str):
+            raise DeviceError(f"{tag.name} ({tag.address}): {how}")
+        try:
+            payload = write_value(how, value)
+        except ValueError as exc:
+            raise ValueError(f"{tag.name} ({tag.address}): {exc}") from exc
+        await self._call(self._write, plc, tag, how.request, payload)
+
     async def close(self) -> None:
         """Close the connection (Forward Close, unregister the session); never raises."""
         plc, self._plc, self._table = self._plc, None, None
@@ -152,34 +139,42 @@ class LogixConnector:
 
     # -- in the worker thread ---------------------------------------------------------------
 
-    def _open(self) -> _Driver:
+    def _open(self) -> Driver:
         src = self.source
-        plc = _Driver(src.path)
+        plc = Driver(src.path, init_tags=False)
         plc.socket_timeout = src.connect_timeout
         try:
             if not plc.open():  # type: ignore[no-untyped-call]
                 raise ConnectionLost(f"{src.path}: the controller refused the session")
+            if src.uploads_tag_list:
+                untyped = [t.name for t in src.tags if t.type is None]
+                plc.upload_tag_list(src.path, untyped)
+            else:
+                # Built from the YAML: tags are then addressed by name, and every reply's type
+                # is checked against the declaration.
+                plc._tags = declare((t.address, t.type) for t in src.tags if t.type).tags
+                plc.check_reply_types = True
         except ConnectionLost:
             _close_quietly(plc)
             raise
-        except Exception as exc:  # pycomm3 raises assorted errors for odd replies during upload
+        except Exception as exc:  # pycomm3 raises assorted errors for odd replies while opening
             _close_quietly(plc)
-            raise ConnectionLost(f"cannot connect to {src.path}: {_reason(exc)}") from exc
-        # The upload is done: from here on, each reply is bounded by ``timeout``.
+            raise ConnectionLost(f"cannot connect to {src.path}: {reason(exc)}") from exc
+        # Opened: from here on, each reply is bounded by ``timeout``.
         plc.socket_timeout = src.timeout
         if plc._sock is not None:  # pycomm3 sets the socket's timeout only when it creates it
             plc._sock.sock.settimeout(src.timeout)
         return plc
 
-    def _read(self, plc: _Driver, requests: list[str]) -> dict[str, tuple[Any, str | None]]:
+    def _read(self, plc: Driver, requests: list[str]) -> dict[str, tuple[Any, str | None]]:
         before = plc.packets
         try:
             out = plc.read(*requests)
         except CommError as exc:
             plc.broken = True
-            raise ConnectionLost(f"{self.source.path}: {_reason(exc)}") from exc
+            raise ConnectionLost(f"{self.source.path}: {reason(exc)}") from exc
         except Exception as exc:  # the driver's state is unknown now: reconnecting resets it
-            raise ConnectionLost(f"{self.source.path}: read failed: {_reason(exc)}") from exc
+            raise ConnectionLost(f"{self.source.path}: read failed: {reason(exc)}") from exc
         finally:
             self.requests_sent += plc.packets - before
         results = out if isinstance(out, list) else [out]
@@ -187,6 +182,24 @@ class LogixConnector:
             request: (result.value, str(result.error) if result.error else None)
             for request, result in zip(requests, results, strict=True)
         }
+
+    def _write(self, plc: Driver, tag: LogixTag, request: str, payload: Any) -> None:
+        plc.refusal = None
+        try:
+            result = plc.write(request, payload)
+        except CommError as exc:
+            plc.broken = True
+            raise ConnectionLost(
+                f"{self.source.path}: {reason(exc)} (the write to {tag.name} may or may not "
+                "have been applied)"
+            ) from exc
+        except Exception as exc:  # the driver's state is unknown now: reconnecting resets it
+            raise ConnectionLost(
+                f"{self.source.path}: write to {tag.name} failed: {reason(exc)}"
+            ) from exc
+        if result.error:
+            why = plc.refusal if plc.refusal is not None else result.error
+            raise DeviceError(f"{tag.name} ({tag.address}): write refused: {why}")
 
     # -- on the event loop ------------------------------------------------------------------
 
@@ -228,10 +241,10 @@ class LogixConnector:
     def _note(self, bad: Iterable[tuple[LogixTag, str]], good: Iterable[LogixTag]) -> None:
         """Log tags that turned bad, and those readable again, once per change."""
         newly_bad = []
-        for tag, reason in bad:
-            if self._problems.get(tag.name) != reason:
-                self._problems[tag.name] = reason
-                newly_bad.append(f"{tag.name} ({tag.address}): {reason}")
+        for tag, why in bad:
+            if self._problems.get(tag.name) != why:
+                self._problems[tag.name] = why
+                newly_bad.append(f"{tag.name} ({tag.address}): {why}")
         recovered = [t.name for t in good if self._problems.pop(t.name, None) is not None]
         if newly_bad:
             log.warning("%s: tags bad: %s", self.source.name, _some(newly_bad))
@@ -249,20 +262,10 @@ def _small_tag(table: TagTable) -> str | None:
 
 
 def _close_quietly(plc: LogixDriver) -> None:
-    if isinstance(plc, _Driver) and plc.broken:
+    if isinstance(plc, Driver) and plc.broken:
         plc.abandon()
     with contextlib.suppress(Exception):
         plc.close()  # type: ignore[no-untyped-call]
-
-
-def _reason(exc: BaseException) -> str:
-    """pycomm3 wraps the socket error: say both ("failed to receive reply: timed out")."""
-    parts: list[str] = []
-    cause: BaseException | None = exc
-    while cause is not None and len(parts) < 3:
-        parts.append(str(cause) or type(cause).__name__)
-        cause = cause.__cause__
-    return ": ".join(parts)
 
 
 def _some(items: list[str], sep: str = "; ") -> str:

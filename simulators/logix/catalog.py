@@ -106,6 +106,8 @@ def _atomic_tags() -> list[TagSpec]:
         TagSpec("TestLreal", LREAL, initial=2.718281828459045),
         TagSpec("StatusBits", DINT, initial=0b1010_0000),
         TagSpec("LineName", STRING, initial="Bottling Line 1"),
+        # External access Read Only: clients read it, and a write is a privilege violation.
+        TagSpec("SpeedLimit", INT, initial=900, access="Read Only"),
     ]
 
 

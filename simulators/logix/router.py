@@ -41,6 +41,9 @@ WALL_CLOCK_CLASS = 0x8B
 _CLOCK_MICROSECONDS = frozenset({6, 11})  # local and UTC time, ULINT microseconds
 _CLOCK_ATTRIBUTES = {6: 8, 10: 1, 11: 8}  # attribute -> size; 10 is the DST flag
 _REPLY_HEADER = 4
+_WRITE_SERVICES = frozenset(
+    {Service.WRITE_TAG, Service.WRITE_TAG_FRAGMENTED, Service.READ_MODIFY_WRITE}
+)
 _TAG_SERVICES = frozenset(
     {
         Service.READ_TAG,
@@ -70,6 +73,7 @@ class MessageRouter:
         self._clock = clock
         self._clock_offset_us = 0
         self.served: Counter[int] = Counter()  # service code -> requests executed
+        self.writes = 0  # write requests that reached the tag services, refused ones included
 
     def handle(self, message: bytes, limit: int) -> bytes:
         """Execute one encoded request; the reply is encoded and never longer than ``limit``."""
@@ -92,6 +96,7 @@ class MessageRouter:
         head = req.path[0] if req.path else None
         if isinstance(head, SymbolSegment):
             if req.service == Service.GET_INSTANCE_ATTRIBUTE_LIST:
+                self._check_tag_list()
                 return self._symbol_list(req, head.name, limit)
             return self._tag_service(req, limit)
         if not isinstance(head, LogicalSegment) or head.kind != LogicalKind.CLASS:
@@ -100,6 +105,7 @@ class MessageRouter:
         instance = req.logical(LogicalKind.INSTANCE)
         if cls == SYMBOL_CLASS:
             if req.service == Service.GET_INSTANCE_ATTRIBUTE_LIST:
+                self._check_tag_list()
                 return self._symbol_list(req, None, limit)
             return self._tag_service(req, limit)
         if cls == ROUTER_CLASS and req.service == Service.MULTIPLE_SERVICE_PACKET:
@@ -126,6 +132,11 @@ class MessageRouter:
 
     # -- tags ------------------------------------------------------------------------------
 
+    def _check_tag_list(self) -> None:
+        """Some controllers and protocol gateways refuse the tag list upload."""
+        if self._faults.tag_list_refusal is not None:
+            raise self._faults.tag_list_refusal
+
     def _symbol_list(self, req: CipRequest, program: str | None, limit: int) -> CipReply:
         if program is not None:
             if not program.lower().startswith("program:"):
@@ -151,9 +162,20 @@ class MessageRouter:
     def _tag_service(self, req: CipRequest, limit: int) -> CipReply:
         if req.service not in _TAG_SERVICES:
             raise CipError(CipStatus.SERVICE_NOT_SUPPORTED)
+        writing = req.service in _WRITE_SERVICES
+        if writing:
+            self.writes += 1
         # Values follow the plant model at the moment a request arrives.
         self._db.refresh(snapshot(self._clock()))
         loc = self._locate(req)
+        if writing:
+            refused = self._faults.refused_write(loc.tag.full_name)
+            if refused is not None:
+                raise refused
+        access = loc.tag.access
+        if access == "None" or (writing and access == "Read Only"):
+            # External access is enforced per request, as a Logix controller does.
+            raise CipError(CipStatus.PRIVILEGE_VIOLATION)
         service = req.service
         if service in (Service.READ_TAG, Service.READ_TAG_FRAGMENTED):
             fragmented = service == Service.READ_TAG_FRAGMENTED

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from simulators.logix.catalog import PROGRAM_NAME, build_database
+from simulators.logix.cip import CipError, CipStatus
 from simulators.logix.encap import HEADER_SIZE, Command, EncapHeader, EncapStatus
 from simulators.logix.faults import ErrorInjection, FaultPlan
 from simulators.logix.identity import Identity
@@ -43,7 +44,12 @@ class _Client:
 
 
 class LogixSimulator:
-    """A ControlLogix-like EtherNet/IP target serving the plant model's tags to CIP clients."""
+    """A ControlLogix-like EtherNet/IP target serving the plant model's tags to CIP clients.
+
+    Faults a test can set: ``drop_connections``, ``stall``, ``inject_error`` (CIP errors for
+    tag requests), ``refuse_writes`` and ``refuse_tag_list``; a tag declared Read Only refuses
+    writes with a privilege violation. ``write_count`` counts the write requests that arrived.
+    """
 
     def __init__(
         self,
@@ -154,8 +160,20 @@ class LogixSimulator:
         name = tag.lower() if tag is not None else None
         self._faults.add(ErrorInjection(status, tuple(extended), count, name))
 
+    def refuse_writes(self, status: int, *extended: int, tag: str | None = None) -> None:
+        """Refuse every write (or every write to ``tag``) with a CIP status until cleared."""
+        name = tag.lower() if tag is not None else None
+        self._faults.write_refusal = ErrorInjection(status, tuple(extended), None, name)
+
+    def refuse_tag_list(
+        self, status: int = CipStatus.SERVICE_NOT_SUPPORTED, *extended: int
+    ) -> None:
+        """Refuse the tag list upload (Get Instance Attribute List, 0x55) until cleared, as
+        some controllers and protocol gateways do."""
+        self._faults.tag_list_refusal = CipError(status, *extended)
+
     def clear_faults(self) -> None:
-        """Forget pending injected errors and end any stall."""
+        """Forget pending injected errors and refusals, and end any stall."""
         self._faults.clear()
         self.resume()
 
@@ -168,6 +186,11 @@ class LogixSimulator:
     def connection_count(self) -> int:
         """Open CIP (Forward Open) connections right now."""
         return sum(len(c.session.connections) for c in self._clients)
+
+    @property
+    def write_count(self) -> int:
+        """Write requests that reached the tag services (refused ones included)."""
+        return self._router.writes
 
     @property
     def service_counts(self) -> dict[int, int]:

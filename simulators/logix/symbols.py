@@ -17,7 +17,7 @@ __all__ = ["TEMPLATE_CLASS", "instance_attribute_list", "template_attributes", "
 
 TEMPLATE_CLASS = 0x6C
 _REPLY_HEADER = 4
-_READ_WRITE = 0  # external access attribute: Read/Write
+_ACCESS_CODES = {"Read/Write": 0, "Read Only": 2, "None": 3}  # symbol attribute 10
 
 
 def _dims(row: SymbolRow) -> bytes:
@@ -33,7 +33,7 @@ _SYMBOL_ATTRIBUTES: dict[int, Callable[[SymbolRow], bytes]] = {
     6: lambda r: struct.pack("<I", r.software_control),
     7: lambda r: struct.pack("<H", r.element_size),
     8: _dims,
-    10: lambda r: struct.pack("<B", _READ_WRITE),
+    10: lambda r: struct.pack("<B", _ACCESS_CODES[r.access]),
 }
 
 

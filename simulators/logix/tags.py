@@ -6,6 +6,7 @@ import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from simulators.logix.cip import (
     CipError,
@@ -28,6 +29,7 @@ from simulators.plant import PlantSnapshot
 
 __all__ = [
     "SYMBOL_CLASS",
+    "ExternalAccess",
     "Location",
     "PlantFn",
     "ProgramSpec",
@@ -39,6 +41,7 @@ __all__ = [
 ]
 
 SYMBOL_CLASS = 0x6B
+ExternalAccess = Literal["Read/Write", "Read Only", "None"]
 PlantFn = Callable[[PlantSnapshot], TagValue]
 
 _PROGRAM_TYPE = 0x1068  # system-flagged symbol types Logix lists for programs, tasks, routines
@@ -60,6 +63,7 @@ class TagSpec:
     initial: TagValue | None = None
     program: str | None = None
     plant: Mapping[str, PlantFn] = field(default_factory=dict)  # member path ("" = whole tag)
+    access: ExternalAccess = "Read/Write"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,7 @@ class Tag:
     program: str | None
     instance_id: int
     data: bytearray
+    access: ExternalAccess = "Read/Write"
     written: bool = False  # set once a client writes: the plant stops driving the tag
 
     @property
@@ -109,6 +114,7 @@ class SymbolRow:
     dims: tuple[int, ...] = ()
     element_size: int = 0
     software_control: int = 0
+    access: ExternalAccess = "Read/Write"
 
     @property
     def address(self) -> int:
@@ -165,7 +171,13 @@ def parse_tag_path(text: str) -> tuple[Segment, ...]:
 
 def _row(tag: Tag) -> SymbolRow:
     return SymbolRow(
-        tag.instance_id, tag.name, tag.symbol_type, tag.dims, tag.dtype.size, _BASE_TAG
+        tag.instance_id,
+        tag.name,
+        tag.symbol_type,
+        tag.dims,
+        tag.dtype.size,
+        _BASE_TAG,
+        tag.access,
     )
 
 
@@ -206,6 +218,7 @@ class TagDatabase:
             spec.program,
             instance_id,
             bytearray(spec.dtype.size * elements),
+            spec.access,
         )
         if spec.program is None:
             scope, rows = self._controller, self._controller_rows

@@ -295,7 +295,7 @@ async def test_a_cip_error_marks_only_its_tag_bad(
     assert all(s.quality is Quality.GOOD for s in samples)
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("connectors.logix")]
     assert len(messages) == 2, messages  # bad once, readable again once
-    assert "int (TestInt): Destination unknown" in messages[0]
+    assert "int (TestInt): CIP status 0x05 (path destination unknown);" in messages[0]
     assert "recipe (CurrentRecipe): " in messages[0]
     assert messages[1] == "filler: tags readable again: int, recipe"
 
