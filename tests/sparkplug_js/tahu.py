@@ -1,4 +1,5 @@
-"""Runs ``decode.js`` (Eclipse Tahu's sparkplug-payload) on payloads our code encoded.
+"""Runs Eclipse Tahu's sparkplug-payload with node: ``decode.js`` on payloads our code
+encoded, ``encode.js`` to make payloads as a host using Tahu would.
 
 Installed by ``make node-deps`` (node, then ``npm ci`` from the committed lock file); a test
 that needs it fails, rather than skips, when it is missing.
@@ -15,26 +16,41 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).parent
-SCRIPT = HERE / "decode.js"
+DECODE = HERE / "decode.js"
+ENCODE = HERE / "encode.js"
 PACKAGE = HERE / "node_modules" / "sparkplug-payload"
 
 
 def decode_with_tahu(payloads: Sequence[bytes]) -> list[dict[str, Any]]:
     """Each payload as Tahu decodes it: ``{"tahu": decodePayload(), "raw": protobuf fields}``
     or ``{"error": message}``; 64-bit integers, bytes and NaN restored to Python's."""
+    lines = [base64.b64encode(p).decode("ascii") for p in payloads]
+    return [_restore(json.loads(line)) for line in _run(DECODE, lines)]
+
+
+def encode_with_tahu(payloads: Sequence[dict[str, Any]]) -> list[bytes]:
+    """Each payload (in sparkplug-payload's form) as Tahu's encodePayload writes it."""
+    return [base64.b64decode(line) for line in _run(ENCODE, [json.dumps(p) for p in payloads])]
+
+
+def _run(script: Path, lines: list[str]) -> list[str]:
     node = shutil.which("node")
     if node is None or not PACKAGE.is_dir():
-        raise RuntimeError("Tahu's decoder is not installed: run `make node-deps`")
-    lines = "".join(base64.b64encode(p).decode("ascii") + "\n" for p in payloads)
+        raise RuntimeError("Tahu's codec is not installed: run `make node-deps`")
     done = subprocess.run(
-        [node, str(SCRIPT)], input=lines, capture_output=True, text=True, timeout=120, check=False
+        [node, str(script)],
+        input="".join(line + "\n" for line in lines),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"decode.js failed ({done.returncode}): {done.stderr.strip()}")
-    results = [_restore(json.loads(line)) for line in done.stdout.splitlines()]
-    if len(results) != len(payloads):
-        raise RuntimeError(f"decode.js answered {len(results)} of {len(payloads)} payloads")
-    return results
+        raise RuntimeError(f"{script.name} failed ({done.returncode}): {done.stderr.strip()}")
+    answers = done.stdout.splitlines()
+    if len(answers) != len(lines):
+        raise RuntimeError(f"{script.name} answered {len(answers)} of {len(lines)} payloads")
+    return answers
 
 
 def _restore(value: Any) -> Any:
