@@ -58,16 +58,16 @@ def test_decoding_resolves_aliases_from_a_birth() -> None:
 
 
 @pytest.mark.parametrize(
-    "metric",
+    ("metric", "problem"),
     [
-        Metric(name="x", datatype=99, int_value=1),  # no such data type
-        Metric(name="x", datatype=11, int_value=1),  # a Boolean in int_value
-        Metric(name="x", datatype=32, bytes_value=b"\x05\x00\x00\x00"),  # a short BooleanArray
-        Metric(name="x", properties=Payload.PropertySet(keys=["a", "b"])),  # keys, no values
+        (Metric(name="x", datatype=99, int_value=1), "datatype 99 is not a Sparkplug data type"),
+        (Metric(name="x", datatype=11, int_value=1), "Boolean in int_value"),
+        (Metric(name="x", datatype=32, bytes_value=b"\x05\x00\x00\x00"), "BooleanArray"),
+        (Metric(name="x", properties=Payload.PropertySet(keys=["a"])), "1 keys but 0 values"),
     ],
 )
-def test_payloads_that_say_impossible_things_are_refused(metric: Metric) -> None:
-    with pytest.raises(MalformedMessage):
+def test_payloads_that_say_impossible_things_are_refused(metric: Metric, problem: str) -> None:
+    with pytest.raises(MalformedMessage, match=problem):
         decode_payload(Payload(timestamp=1, metrics=[metric]).SerializeToString())
 
 
@@ -130,6 +130,7 @@ def test_ncmd_by_alias_and_what_the_node_does_not_have() -> None:
     "metric",
     [
         Metric(name="Node Control/Rebirth", datatype=12, string_value="true"),
+        Metric(name="Node Control/Rebirth", datatype=3, boolean_value=True),  # says Int32
         Metric(name="Node Control/Rebirth", int_value=1),
         Metric(name="Node Control/Rebirth"),
     ],
@@ -178,6 +179,7 @@ def test_dcmd_bytes_are_written_as_base64_like_the_tags_values() -> None:
         (Metric(name="speed", int_value=70000), "speed.*out of range"),
         (Metric(name="speed", string_value="7"), "speed.*int_value or long_value"),
         (Metric(name="speed", is_null=True), "speed: no value"),
+        (Metric(name="speed", is_null=True, int_value=3), "speed: no value"),  # null says it
         (Metric(name="speed"), "speed: no value"),
     ],
 )

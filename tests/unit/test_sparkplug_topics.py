@@ -42,6 +42,7 @@ def test_state_parses_back() -> None:
     "text",
     [
         "acme/plant1/line1/press1/temp",  # not the namespace
+        "spAv1.0/plant1/NDATA/edge",  # nor this
         "spBv1.0/plant1/NBIRTH",  # no edge node
         "spBv1.0/plant1/NBIRTH/edge/press1",  # a node message with a device
         "spBv1.0/plant1/DDATA/edge",  # a device message without one
