@@ -84,7 +84,10 @@ def _metric_line(m: DecodedMetric, now_ms: int | None) -> str:
     value = "null" if m.get("is_null") else _show(m.get("value"))
     properties = m.get("properties", {})
     code = properties.get("Quality")
-    quality = "good" if code is None else _QUALITY_NAMES.get(code, str(code))  # type: ignore[arg-type]
+    if code is None:
+        quality = "good"  # what a data message without the property means
+    else:
+        quality = _QUALITY_NAMES.get(code, str(code)) if isinstance(code, int) else str(code)
     units = properties.get("engUnit")
     if isinstance(units, str):
         value = f"{value} {units}"

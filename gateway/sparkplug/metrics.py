@@ -17,9 +17,10 @@ from gateway.models import Quality, Value
 from gateway.sparkplug import wire
 from gateway.sparkplug.datatypes import DataType, Encoder, datatype_for, encoder
 
-# The Sparkplug quality codes (spec 6.4.8: the 'Quality' property, an Int32 of 0, 192 or
-# 500). The gateway's "uncertain" becomes STALE, the code a host reads as "not to be
-# trusted as current"; the OPC DA code 64 (uncertain) is not one the specification allows.
+# The Sparkplug quality codes (spec, Payloads, "Quality Codes": the 'Quality' property is an
+# Int32 of 0 BAD, 192 GOOD or 500 STALE, and no other). The gateway's "uncertain" becomes
+# STALE, the code a host reads as "not to be trusted as current"; the OPC DA code 64
+# (uncertain) is not one the specification allows.
 QUALITY_CODES = {Quality.GOOD: 192, Quality.BAD: 0, Quality.UNCERTAIN: 500}
 QUALITY = "Quality"
 UNITS = "engUnit"  # the property key hosts (Ignition) read as engineering units

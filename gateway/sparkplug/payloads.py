@@ -24,7 +24,7 @@ from gateway.sparkplug.metrics import (
 Current = tuple[Value, Quality, int]
 """A tag's newest reading for a birth certificate: value, quality, epoch ms."""
 
-_BD_SEQ_FIELD = encoder(DataType.Int64)  # bdSeq is an Int64 (spec 5.1.1)
+_BD_SEQ_FIELD = encoder(DataType.Int64)  # the spec makes bdSeq an INT64 (will and NBIRTH)
 _FALSE = encoder(DataType.Boolean)(False)
 
 
