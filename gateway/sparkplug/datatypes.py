@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 import struct
 from collections.abc import Callable
@@ -497,10 +496,3 @@ def _unpack_booleans(data: bytes) -> list[Value]:
         raise MalformedMessage(f"BooleanArray: {count} values need {(count + 7) // 8} bytes")
     bits = data[4:]
     return [bool(bits[i >> 3] & (0x80 >> (i & 7))) for i in range(count)]
-
-
-def json_value(value: Value | bytes) -> str:
-    """A decoded value as compact JSON text, bytes as base64 (for display)."""
-    if isinstance(value, bytes):
-        return json.dumps(base64.b64encode(value).decode("ascii"))
-    return json_text(value)
