@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv mosquitto demo test lint pytest bench lock clean
+.PHONY: venv mosquitto node-deps proto demo test lint pytest bench lock clean
 
 venv: $(STAMP)
 
@@ -25,6 +25,31 @@ mosquitto:
 		echo "mosquitto is not installed; run: sudo apt-get install -y mosquitto" >&2; exit 1; \
 	fi
 
+# Eclipse Tahu's JavaScript Sparkplug codec, the tests' independent decoder: node and npm
+# from Debian when missing (pinned; root only, like mosquitto), then the npm packages exactly
+# as tests/sparkplug_js/package-lock.json pins them.
+NODEJS_DEB ?= 18.20.4+dfsg-1~deb12u*
+NPM_DEB    ?= 9.2.0~ds1-1
+NODE_DEPS  := tests/sparkplug_js/node_modules/.installed
+
+node-deps: $(NODE_DEPS)
+
+$(NODE_DEPS): tests/sparkplug_js/package.json tests/sparkplug_js/package-lock.json
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing nodejs and npm with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			"nodejs=$(NODEJS_DEB)" "npm=$(NPM_DEB)" >/dev/null; \
+	else \
+		echo "node is not installed; run: sudo apt-get install -y nodejs npm" >&2; exit 1; \
+	fi
+	cd tests/sparkplug_js && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# Regenerate the Sparkplug protobuf module after editing its schema (a test checks it is current).
+proto: venv
+	cd gateway/sparkplug && ../../$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. sparkplug_b.proto
+
 demo: venv mosquitto
 	$(BIN)/python -m simulators.demo
 
@@ -37,7 +62,7 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-pytest: venv mosquitto
+pytest: venv mosquitto node-deps
 	$(BIN)/pytest
 
 bench: venv mosquitto

@@ -71,3 +71,7 @@ class BrokerError(PlantgateError):
 
 class BrokerRefused(BrokerError):
     """The broker answered CONNACK with a refusal (bad credentials, not authorised...)."""
+
+
+class MalformedMessage(PlantgateError):
+    """A Sparkplug topic or payload that cannot be decoded, or lacks what it must carry."""
