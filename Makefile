@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv mosquitto demo test lint pytest bench lock clean
+.PHONY: venv mosquitto cluster-deps demo test lint pytest bench lock clean
 
 venv: $(STAMP)
 
@@ -25,19 +25,45 @@ mosquitto:
 		echo "mosquitto is not installed; run: sudo apt-get install -y mosquitto" >&2; exit 1; \
 	fi
 
+# The aedes cluster of the failover tests (simulators/cluster): redis-server from Debian's
+# packages (Debian 12 ships 7.0.15), node >= 20 (nodejs and npm from apt-get when node is
+# missing), and the node packages pinned by simulators/cluster/package-lock.json (npm ci).
+CLUSTER := simulators/cluster
+
+cluster-deps: $(CLUSTER)/node_modules/.package-lock.json
+	@if command -v redis-server >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing redis-server with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	else \
+		echo "redis-server is not installed; run: sudo apt-get install -y redis-server" >&2; exit 1; \
+	fi
+
+$(CLUSTER)/node_modules/.package-lock.json: $(CLUSTER)/package.json $(CLUSTER)/package-lock.json
+	@if command -v node >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing nodejs with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	else \
+		echo "node is not installed; run: sudo apt-get install -y nodejs npm" >&2; exit 1; \
+	fi
+	@node -e 'if (+process.versions.node.split(".")[0] < 20) { console.error("the cluster needs node 20 or newer"); process.exit(1) }'
+	cd $(CLUSTER) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 demo: venv mosquitto
 	$(BIN)/python -m simulators.demo
 
 # The whole suite: lint, types, then every test (unit, integration against the simulators and
 # a real mosquitto, and the slow fault tests).
-test: venv mosquitto lint pytest
+test: venv mosquitto cluster-deps lint pytest
 
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-pytest: venv mosquitto
+pytest: venv mosquitto cluster-deps
 	$(BIN)/pytest
 
 bench: venv mosquitto
@@ -48,4 +74,4 @@ lock: venv
 	$(BIN)/pip freeze --exclude-editable | grep -v '^plantgate' > constraints.txt
 
 clean:
-	rm -rf $(VENV) .demo data .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .demo data .mypy_cache .ruff_cache .pytest_cache $(CLUSTER)/node_modules
