@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -81,9 +82,20 @@ class RedisServer:
         self.stop()
         raise TimeoutError(f"redis-server did not answer on port {self.port} within {timeout}s")
 
+    def pause(self) -> None:
+        """Freeze Redis (SIGSTOP): every node's store and routing stall until resume()."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused Redis go on (SIGCONT); it serves what piled up meanwhile."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         """Stop Redis and remove its data directory."""
         if self.proc is not None:
+            self.resume()  # a stopped process would sit on its SIGTERM until the SIGKILL
             stop_group(self.proc)
             if self.proc.stderr is not None:
                 self.proc.stderr.close()
