@@ -252,9 +252,10 @@ def test_a_persistent_session_survives_its_node_dying(aedes_cluster: AedesCluste
 def test_a_killed_node_restarts_on_its_port(aedes_cluster: AedesCluster) -> None:
     subscriber = SeqSubscriber()
     subscriber.connect(aedes_cluster.port(1))
+    port = aedes_cluster.port(0)  # what a client's config names
     aedes_cluster.kill(0)
     aedes_cluster.start_node(0)
-    publisher = SeqPublisher(aedes_cluster.port(0))
+    publisher = SeqPublisher(port)
     try:
         publisher.publish(10)
         wait_until(lambda: subscriber.received() == set(range(1, 11)), 10, "10 messages")
