@@ -21,10 +21,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from simulators.broker import Mosquitto
 from simulators.cluster import AedesCluster
 from tests.helpers import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 TOPIC = "t/cluster/press1/counter"
 MARKER = "t/cluster/marker"  # published after a kill: once it arrives, the stream has drained
@@ -183,6 +184,7 @@ def tally(cluster: AedesCluster, publisher: SeqPublisher, subscriber: SeqSubscri
     )
 
 
+@pytest.mark.slow
 def test_a_killed_node_loses_nothing_it_acknowledged(aedes_cluster: AedesCluster) -> None:
     publisher, subscriber = stream(aedes_cluster, 20_000)
     try:
@@ -196,6 +198,7 @@ def test_a_killed_node_loses_nothing_it_acknowledged(aedes_cluster: AedesCluster
     assert result.lost == 0, f"acknowledged, then lost: {result}"
 
 
+@pytest.mark.slow
 def test_the_loss_check_catches_stock_aedes(tmp_path: Path) -> None:
     """Stock aedes acknowledges before it stores: frozen mid-store, then killed, it loses."""
     with AedesCluster(tmp_path / "stock", nodes=3, stock_puback=True) as cluster:
@@ -219,6 +222,7 @@ def test_the_loss_check_catches_stock_aedes(tmp_path: Path) -> None:
     assert result.lost > 0
 
 
+@pytest.mark.slow
 def test_a_persistent_session_survives_its_node_dying(aedes_cluster: AedesCluster) -> None:
     subscriber = SeqSubscriber()
     subscriber.connect(aedes_cluster.port(1))
@@ -340,6 +344,7 @@ def test_a_client_id_taken_over_on_another_node_closes_the_old_connection_and_se
         watcher.stop()
 
 
+@pytest.mark.slow
 def test_a_killed_nodes_wills_come_from_a_survivor_even_after_the_client_moved(
     aedes_cluster: AedesCluster,
 ) -> None:
@@ -364,3 +369,15 @@ def test_a_killed_nodes_wills_come_from_a_survivor_even_after_the_client_moved(
         moved.disconnect()
         moved.loop_stop()
         watcher.stop()
+
+
+def test_two_mosquittos_share_no_session(two_mosquittos: tuple[Mosquitto, Mosquitto]) -> None:
+    """The plain pair is what the cluster is not: a session made on one is unknown to the other."""
+    first, second = two_mosquittos
+    subscriber = SeqSubscriber()
+    assert subscriber.connect(first.port) is False
+    subscriber.stop()
+    assert subscriber.connect(first.port) is True  # mosquitto keeps it...
+    subscriber.stop()
+    assert subscriber.connect(second.port) is False  # ...and the other broker never heard of it
+    subscriber.stop()
