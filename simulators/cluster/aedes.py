@@ -188,6 +188,7 @@ class AedesCluster:
 
     def stop(self) -> None:
         """Stop every node, then Redis; nothing of the cluster is left running."""
+        self.redis.resume()  # a node stops cleanly only when it can say goodbye to Redis
         for node in self.nodes:
             node.stop()
         self.redis.stop()

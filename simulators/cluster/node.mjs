@@ -57,15 +57,15 @@ function log (...words) {
 // It does wait for the authorizePublish hook first, so the hook publishes the message and
 // the publish() that follows the PUBACK skips the packet it has already seen.
 class StoreBeforeAck extends Aedes {
-  #published = new WeakSet()
+  #routed = new WeakSet()
 
   publish (packet, client, done) {
     if (typeof client === 'function') {
       done = client
       client = null
     }
-    if (this.#published.has(packet)) {
-      this.#published.delete(packet)
+    if (this.#routed.has(packet)) {
+      this.#routed.delete(packet)
       if (done) setImmediate(done, null)
       return
     }
@@ -83,7 +83,7 @@ class StoreBeforeAck extends Aedes {
     }
     super.publish(packet, client, (err) => {
       if (err) return callback(err)
-      this.#published.add(packet)
+      this.#routed.add(packet)
       callback(null)
     })
   }
