@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -93,9 +94,20 @@ class AedesNode:
             kill_group(self.proc)
         self._reap()
 
+    def pause(self) -> None:
+        """Freeze the node (SIGSTOP): its connections stay open and answer nothing."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a frozen node go on (SIGCONT)."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         """Stop the node cleanly (SIGTERM: it closes its clients and its Redis connections)."""
         if self.proc is not None:
+            self.resume()  # a frozen process would sit on its SIGTERM until the SIGKILL
             stop_group(self.proc)
         self._reap()
 
@@ -181,6 +193,14 @@ class AedesCluster:
     def kill(self, i: int) -> None:
         """SIGKILL node ``i``, as a crash or a pulled power cord would."""
         self.nodes[i].kill()
+
+    def pause_node(self, i: int) -> None:
+        """Freeze node ``i`` (SIGSTOP), as a hung process or a cut cable would look to a client."""
+        self.nodes[i].pause()
+
+    def resume_node(self, i: int) -> None:
+        """Let frozen node ``i`` go on."""
+        self.nodes[i].resume()
 
     def stop_node(self, i: int) -> None:
         """Stop node ``i`` cleanly."""

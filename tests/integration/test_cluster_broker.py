@@ -378,3 +378,57 @@ def test_two_mosquittos_share_no_session(two_mosquittos: tuple[Mosquitto, Mosqui
     subscriber.stop()
     assert subscriber.connect(second.port) is False  # ...and the other broker never heard of it
     subscriber.stop()
+
+
+@pytest.mark.slow
+def test_a_hung_node_sends_stale_wills(aedes_cluster: AedesCluster) -> None:
+    """A frozen node's client gets its will sent while still connected, and again once moved.
+
+    The survivors take a node that stopped beating for dead and send its clients' wills, though
+    the connections are open; the node, once it runs again, closes the connection that moved to
+    another node and sends the same will once more. Both copies carry the same broker id and
+    counter, so aedes' duplicate filter drops the second for a subscriber that got the first;
+    it replaces the retained status all the same.
+    """
+    watcher = Watcher(aedes_cluster.port(2))
+    first, first_gone = gateway_client(aedes_cluster.port(0))
+    try:
+        first.publish("st/line1-edge", "online", qos=1, retain=True).wait_for_publish(10)
+        aedes_cluster.pause_node(0)
+        wait_until(lambda: "offline" in watcher.payloads("st/line1-edge"), 20, "a survivor's will")
+        assert not first_gone.is_set()  # the client still holds its connection to node 0
+        first.loop_stop()  # the gateway gives up on node 0 and moves (its socket stays open)
+        moved, _ = gateway_client(aedes_cluster.port(1))
+        moved.publish("st/line1-edge", "online", qos=1, retain=True).wait_for_publish(10)
+        assert retained(aedes_cluster.port(2), "st/line1-edge") == "online"
+        aedes_cluster.resume_node(0)
+        wait_until(
+            lambda: retained(aedes_cluster.port(2), "st/line1-edge") == "offline",
+            20,
+            "node 0's will as the retained status",
+        )
+        assert watcher.payloads("st/line1-edge")[:3] == ["online", "offline", "online"]
+        moved.disconnect()
+        moved.loop_stop()
+    finally:
+        aedes_cluster.resume_node(0)
+        watcher.stop()
+
+
+def retained(port: int, topic: str) -> str:
+    """The retained message on ``topic`` (there must be one), as a new subscriber gets it."""
+    got: list[str] = []
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"reader-{time.monotonic_ns()}")
+    subscribed = threading.Event()
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+    client.on_subscribe = lambda c, u, mid, rcs, p: subscribed.set()
+    client.on_message = lambda c, u, m: got.append(m.payload.decode())
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        assert subscribed.wait(10), "the reader could not subscribe"
+        wait_until(lambda: bool(got), 10, f"the retained message on {topic}")  # after the SUBACK
+        return got[0]
+    finally:
+        client.disconnect()
+        client.loop_stop()
