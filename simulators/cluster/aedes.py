@@ -125,7 +125,9 @@ class AedesCluster:
     restores aedes' own order, which loses acknowledged messages when a node is killed).
     Redis runs on a free port with its data in a temporary directory; logs go to ``workdir``.
     ``heartbeat`` (seconds) is how often a node tells the others it is alive: the wills of a
-    dead node's clients are published 3 to 7 heartbeats after it died.
+    dead (or frozen) node's clients are published 3 to 7 heartbeats after its last one (aedes'
+    own default is 60 s). ``max_session_delivery`` caps the queued messages a reconnecting
+    session is sent (aedes-persistence-redis' default, 1,000, strands the rest of a backlog).
     """
 
     def __init__(
