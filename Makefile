@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv mosquitto node-deps proto demo test lint pytest bench lock clean
+.PHONY: venv mosquitto node node-deps cluster-deps proto demo test lint pytest bench lock clean
 
 venv: $(STAMP)
 
@@ -25,24 +25,25 @@ mosquitto:
 		echo "mosquitto is not installed; run: sudo apt-get install -y mosquitto" >&2; exit 1; \
 	fi
 
-# Eclipse Tahu's JavaScript Sparkplug codec, the tests' independent decoder: node and npm
-# from Debian when missing (pinned; root only, like mosquitto), then the npm packages exactly
-# as tests/sparkplug_js/package-lock.json pins them.
-NODEJS_DEB ?= 18.20.4+dfsg-1~deb12u*
-NPM_DEB    ?= 9.2.0~ds1-1
-NODE_DEPS  := tests/sparkplug_js/node_modules/.installed
-
-node-deps: $(NODE_DEPS)
-
-$(NODE_DEPS): tests/sparkplug_js/package.json tests/sparkplug_js/package-lock.json
+# node >= 20 for the tests' node packages: Debian's nodejs and npm with apt-get when node is
+# missing (root only, like mosquitto); a machine whose node is older is told so.
+node:
 	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "installing nodejs and npm with apt-get"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			"nodejs=$(NODEJS_DEB)" "npm=$(NPM_DEB)" >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
 	else \
 		echo "node is not installed; run: sudo apt-get install -y nodejs npm" >&2; exit 1; \
 	fi
+	@node -e 'if (+process.versions.node.split(".")[0] < 20) { console.error("the tests need node 20 or newer, found " + process.version); process.exit(1) }'
+
+# Eclipse Tahu's JavaScript Sparkplug codec, the tests' independent decoder, exactly as
+# tests/sparkplug_js/package-lock.json pins it.
+NODE_DEPS  := tests/sparkplug_js/node_modules/.installed
+
+node-deps: node $(NODE_DEPS)
+
+$(NODE_DEPS): tests/sparkplug_js/package.json tests/sparkplug_js/package-lock.json
 	cd tests/sparkplug_js && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	@touch $@
 
@@ -50,19 +51,37 @@ $(NODE_DEPS): tests/sparkplug_js/package.json tests/sparkplug_js/package-lock.js
 proto: venv
 	cd gateway/sparkplug && ../../$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. sparkplug_b.proto
 
+# The aedes cluster of the failover tests (simulators/cluster): redis-server from Debian's
+# packages (Debian 12 ships 7.0.15) and the node packages pinned by
+# simulators/cluster/package-lock.json (npm ci).
+CLUSTER := simulators/cluster
+
+cluster-deps: node $(CLUSTER)/node_modules/.package-lock.json
+	@if command -v redis-server >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing redis-server with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	else \
+		echo "redis-server is not installed; run: sudo apt-get install -y redis-server" >&2; exit 1; \
+	fi
+
+$(CLUSTER)/node_modules/.package-lock.json: $(CLUSTER)/package.json $(CLUSTER)/package-lock.json
+	cd $(CLUSTER) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 demo: venv mosquitto
 	$(BIN)/python -m simulators.demo
 
 # The whole suite: lint, types, then every test (unit, integration against the simulators and
 # a real mosquitto, and the slow fault tests).
-test: venv mosquitto lint pytest
+test: venv mosquitto node-deps cluster-deps lint pytest
 
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-pytest: venv mosquitto node-deps
+pytest: venv mosquitto node-deps cluster-deps
 	$(BIN)/pytest
 
 bench: venv mosquitto
@@ -73,4 +92,4 @@ lock: venv
 	$(BIN)/pip freeze --exclude-editable | grep -v '^plantgate' > constraints.txt
 
 clean:
-	rm -rf $(VENV) .demo data .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .demo data .mypy_cache .ruff_cache .pytest_cache $(CLUSTER)/node_modules tests/sparkplug_js/node_modules

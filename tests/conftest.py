@@ -1,4 +1,4 @@
-"""Fixtures: a real mosquitto on a free port, the Modbus simulator over TCP."""
+"""Fixtures: a real mosquitto on a free port (or two), an aedes cluster, the Modbus simulator."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from simulators.broker import Mosquitto, free_port
+from simulators.cluster import AedesCluster
 from simulators.modbus import ModbusSimulator
 
 
@@ -20,6 +21,28 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     broker.start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture
+def two_mosquittos(tmp_path: Path) -> Iterator[tuple[Mosquitto, Mosquitto]]:
+    """Two unrelated mosquitto brokers (no bridge, nothing shared), each with persistence."""
+    brokers = (Mosquitto(tmp_path / "broker-a"), Mosquitto(tmp_path / "broker-b"))
+    try:
+        for broker in brokers:
+            broker.start()
+        yield brokers
+    finally:
+        for broker in brokers:
+            broker.stop()
+
+
+@pytest.fixture
+def aedes_cluster(tmp_path: Path) -> Iterator[AedesCluster]:
+    """Three aedes nodes sharing sessions through Redis; a node stores before it acknowledges."""
+    cluster = AedesCluster(tmp_path / "cluster", nodes=3)
+    cluster.start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture
