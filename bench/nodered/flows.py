@@ -9,8 +9,11 @@ Modbus: one Modbus-Read node per block of at most 125 registers, each polling on
 timer (how node-red-contrib-modbus polls), all on one modbus-client connection with its
 default queue. A Modbus-Read message carries no time, so the function node stamps ``ts``
 when the block's reply reaches the flow (plantgate stamps a scan when it starts reading).
-OPC UA: one OpcUa-Client node in ``subscribe`` mode, one monitored item per variable;
-``ts`` is the value's source timestamp, as plantgate publishes it.
+OPC UA: one OpcUa-Client node in ``subscribe`` mode, given every variable at once (its
+``multiple`` group: one monitored item per variable, created in one request; the older
+one-message-per-item way also updates the node's status on every change, which costs
+more); ``ts`` is the value's source timestamp, as plantgate publishes it. The node asks for
+at most 10 notifications per publish response (its fixed subscription parameters).
 """
 
 from __future__ import annotations
@@ -58,10 +61,12 @@ return {topic: TOPIC, payload: {ts: ts, readings: readings}};
 # The client node's first output also says which subscription it made: not a value. The
 # first value tells the subscribing node that the items exist.
 OPCUA_PER_TAG = """
-if (msg.sourceTimestamp === undefined) {
+const value = msg.payload;
+if (!value || value.sourceTimestamp === undefined) {
     return null;
 }
 const id = msg.topic;
+const severity = value.statusCode.value >>> 30;
 let seq = context.get("seq") || 0;
 context.set("seq", ++seq);
 if (seq === 1) {
@@ -70,22 +75,22 @@ if (seq === 1) {
 return {
     topic: TOPIC + "v" + id.slice(id.lastIndexOf("Var") + 3).padStart(5, "0"),
     payload: {
-        value: msg.payload,
-        quality: msg.statusCode.isGood() ? "good" : "bad",
-        ts: new Date(msg.sourceTimestamp).getTime(),
+        value: value.value.value,
+        quality: severity === 0 ? "good" : severity === 1 ? "uncertain" : "bad",
+        ts: value.sourceTimestamp.getTime(),
         seq: seq,
     },
 };
 """
 
-# Asks the client node for one monitored item per variable, again on every tick until values
-# flow: the client drops what it queued while connecting when that attempt fails, and asking
-# again for an item it has is a no-op.
+# Asks the client node for every variable in one group of monitored items (one request, as
+# plantgate asks in chunks); again every 30 s until values flow, since the client forgets
+# what it queued while connecting when that attempt fails.
 OPCUA_SUBSCRIBE = """
 if (flow.get("flowing")) {
     return null;
 }
-return [NODES.map((id) => ({topic: id}))];
+return {topic: "multiple", payload: NODES.map((id) => ({nodeId: id}))};
 """
 
 
@@ -240,7 +245,7 @@ def modbus_flow(
 def opcua_flow(
     *, broker_port: int, endpoint: str, topic: str, node_ids: Sequence[str], interval_ms: int
 ) -> list[dict[str, Any]]:
-    """One monitored item per node id (sampled and published every ``interval_ms``), one
+    """A monitored item per node id (sampled and published every ``interval_ms``), one
     message per change; ``node_ids`` end in ``Var<n>``, published as tag ``v<n>``."""
     return [
         _tab(),
@@ -263,7 +268,7 @@ def opcua_flow(
             "z": "bench",
             "name": "subscribe until values flow",
             "props": [],
-            "repeat": "5",
+            "repeat": "30",
             "crontab": "",
             "once": True,
             "onceDelay": "1",
