@@ -234,16 +234,18 @@ def main() -> None:
             found = breakdown(f)
     working = sum(found.areas.values())
     per_value = 1e6 * cpu / values if values else float("nan")
-    rows = [("area", "samples", "% of working", "us CPU per value", "hottest innermost frames")]
+    rows = [("area", "samples", "% of working", "us CPU per value")]
+    hottest = []
     for name in AREAS:
         share = found.areas[name] / working if working else float("nan")
+        rows.append(
+            (name, str(found.areas[name]), f"{100 * share:.1f}", f"{share * per_value:.1f}")
+        )
         top = ", ".join(
             f"{frame} {100 * n / working:.1f}%" for frame, n in found.hottest[name].most_common(3)
         )
-        rows.append(
-            (name, str(found.areas[name]), f"{100 * share:.1f}", f"{share * per_value:.1f}", top)
-        )
-    rows.append(("all", str(working), "100.0", f"{per_value:.1f}", ""))
+        hottest.append(f"  {name}: {top}")
+    rows.append(("all", str(working), "100.0", f"{per_value:.1f}"))
     print(
         table(
             f"plantgate {args.layout}, {args.tags:,} tags every 100 ms, {wall:.0f} s under "
@@ -253,6 +255,8 @@ def main() -> None:
             rows,
         )
     )
+    print("\nHottest innermost frames per area (% of working samples):")
+    print("\n".join(hottest))
 
 
 if __name__ == "__main__":
