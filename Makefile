@@ -81,7 +81,7 @@ bench-peers: venv mosquitto mosquitto-clients nodered
 
 # Refresh the constraints file from the current venv (after changing dependencies).
 lock: venv
-	$(BIN)/pip freeze --exclude-editable | grep -v '^plantgate' > constraints.txt
+	$(BIN)/pip freeze --exclude-editable | grep -v '^plantgate\|^py-spy' > constraints.txt
 
 clean:
 	rm -rf $(VENV) .demo data .mypy_cache .ruff_cache .pytest_cache $(NODERED)/node_modules

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from asyncua.client.client import Client
 
 from bench import nodered
 from bench.common import cpu_count, free_port, percentile, serve_until_sigterm, serving, table
@@ -208,10 +209,12 @@ class Rewriter:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        """Listen, and start rewriting."""
         await self.sim.start()
         self._task = asyncio.create_task(self._rewrite(), name="rewrite")
 
     async def stop(self) -> None:
+        """Stop rewriting, then the simulator."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.wait([self._task])
@@ -252,8 +255,6 @@ async def serve(protocol: str, port: int, tags: int) -> None:
 
 async def namespace_index(url: str) -> int:
     """The simulator's namespace index in the running server (Node-RED's node ids need it)."""
-    from asyncua.client.client import Client
-
     async with Client(url, timeout=30) as client:
         namespaces: list[str] = await client.get_namespace_array()
     return namespaces.index(NAMESPACE_URI)
