@@ -11,10 +11,12 @@ area, in this order, that one of its frames belongs to:
 - encode: ``gateway/encode.py`` (the stored readings decoded and each message formatted);
 - read-back: the publisher reading committed rows (``Buffer.take`` and friends), and SQLite
   work in the reader connection's thread;
-- buffer commit: ``Buffer.add``/``_write_loop``/``_commit``, ``buffer/codec.py``, and SQLite
-  work in the writer connection's thread;
+- buffer commit: ``Buffer.add``/``_write_loop``/``_commit``, the row encoding
+  (``buffer/codec.py``, or ``buffer/rows.py``), and SQLite work in the writer connection's
+  thread;
 - scan and decode: the source runtime, ``connectors/``, pymodbus;
-- publisher: the rest of ``gateway/publisher.py`` (its own loop between publishes);
+- publisher: the rest of the publisher (``gateway/publisher.py``, and ``window.py`` and
+  ``replay.py`` once it is split), its own loop between publishes;
 - event loop: asyncio and anything else.
 
 Samples of a thread waiting (the event loop in epoll, an idle SQLite or executor thread) are
@@ -127,12 +129,13 @@ def area(thread: str, stack: list[tuple[str, str, int]]) -> str:
     if {"Buffer.take", "Buffer.max_id", "Buffer.wait_committed", "Buffer.backlog"} & functions:
         return "read-back"
     if {"Buffer.add", "Buffer._write_loop", "Buffer._commit"} & functions or in_file(
-        "buffer/codec.py"
+        "buffer/codec.py",
+        "buffer/rows.py",  # the row encoding (rows.py from buffer schema 2)
     ):
         return "buffer commit"
     if in_file("gateway/runtime.py", "connectors/", "pymodbus/"):
         return "scan and decode"
-    if in_file("gateway/publisher.py"):
+    if in_file("gateway/publisher.py", "gateway/window.py", "gateway/replay.py"):
         return "publisher"
     return "event loop"
 
