@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv mosquitto node node-deps cluster-deps proto demo test lint pytest bench lock clean
+.PHONY: venv mosquitto node node-deps cluster-deps proto demo test lint pytest bench lock clean \
+	mosquitto-clients nodered bench-tools bench-peers
 
 venv: $(STAMP)
 
@@ -87,9 +88,37 @@ pytest: venv mosquitto node-deps cluster-deps
 bench: venv mosquitto
 	$(BIN)/python -m bench
 
+# bench.peers and bench.profile (benches, so not part of `make test`): Node-RED from the npm
+# registry with the committed lock file, mosquitto_sub/mosquitto_pub, and py-spy in the venv
+# (a bench tool, not a dependency of plantgate).
+NODERED := bench/nodered
+PY_SPY  := py-spy==0.4.3
+
+mosquitto-clients:
+	@if command -v mosquitto_sub >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing mosquitto-clients with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto-clients >/dev/null; \
+	else \
+		echo "mosquitto_sub is not installed; run: sudo apt-get install -y mosquitto-clients" >&2; exit 1; \
+	fi
+
+nodered: node $(NODERED)/node_modules/.installed
+
+$(NODERED)/node_modules/.installed: $(NODERED)/package.json $(NODERED)/package-lock.json
+	cd $(NODERED) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+bench-tools: venv
+	$(BIN)/pip install --quiet '$(PY_SPY)'
+
+bench-peers: venv mosquitto mosquitto-clients nodered
+	$(BIN)/python -m bench.peers
+
 # Refresh the constraints file from the current venv (after changing dependencies).
 lock: venv
-	$(BIN)/pip freeze --exclude-editable | grep -v '^plantgate' > constraints.txt
+	$(BIN)/pip freeze --exclude-editable | grep -v '^plantgate\|^py-spy' > constraints.txt
 
 clean:
-	rm -rf $(VENV) .demo data .mypy_cache .ruff_cache .pytest_cache $(CLUSTER)/node_modules tests/sparkplug_js/node_modules
+	rm -rf $(VENV) .demo data .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(CLUSTER)/node_modules tests/sparkplug_js/node_modules $(NODERED)/node_modules
