@@ -405,8 +405,10 @@ class Buffer:
         self._held.difference_update(batch_ids)
 
     def release(self, batch_id: int) -> None:
-        """The broker acknowledged every message of this batch: delete it at the next commit."""
-        self._held.discard(batch_id)
+        """The broker acknowledged every message of this batch: delete it at the next commit.
+
+        It stays held until that commit: it was delivered, so it is never counted as dropped.
+        """
         if batch_id not in self._released:
             self._released.add(batch_id)
             self._releases.append(batch_id)
@@ -525,6 +527,7 @@ class Buffer:
         # A take() that began before this commit may still return these rows: filter them once more.
         self._released.difference_update(self._deleted_last)
         self._deleted_last = releases
+        self._held.difference_update(releases)
         for source, n in drops.items():
             self._unsaved_drops[source] -= n
             if not self._unsaved_drops[source]:
