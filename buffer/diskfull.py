@@ -27,26 +27,29 @@ log = logging.getLogger(__name__)
 
 async def recover(
     db: aiosqlite.Connection, reserve: Reserve, need: int, held: Collection[int] = ()
-) -> dict[str, int]:
+) -> tuple[dict[str, int], str | None]:
     """Make at least ``need`` bytes of room after SQLite said the disk is full; returns the
-    readings dropped per source (persisted). Never raises for SQLite trouble: the commit that
-    follows tells whether it worked."""
+    readings dropped per source (persisted), and why no room could be made (None if it was).
+    Never raises for SQLite trouble: the commit that follows tells whether it worked."""
     if await asyncio.to_thread(reserve.release):
         log.warning("buffer: the disk is full; released the %d KiB reserve", reserve.size // 1024)
     dropped: dict[str, int] = {}
+    problem = None
     try:
         await db.execute("BEGIN")
-        dropped = await evict.drop_upto(db, await evict.oldest_worth(db, max(need, reserve.size)))
+        upto = await evict.oldest_worth(db, max(need, reserve.size), held)
+        dropped = await evict.drop_upto(db, upto, held)
         await db.execute("COMMIT")
     except sqlite3.Error as exc:
         with contextlib.suppress(sqlite3.Error):
             await db.execute("ROLLBACK")
-        log.error("buffer: cannot make room on the full disk: %s", exc)
+        problem = str(exc)
         dropped = {}
     await give_back(db)
-    if await asyncio.to_thread(reserve.hold):
+    # Held again only once room was really made: until then its blocks are SQLite's to use.
+    if problem is None and await asyncio.to_thread(reserve.hold):
         log.info("buffer: room made on the full disk; the reserve is held again")
-    return dropped
+    return dropped, problem
 
 
 async def give_back(db: aiosqlite.Connection) -> None:

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,11 +35,22 @@ class Budget:
 
     @classmethod
     def of(cls, max_bytes: int) -> Budget:
-        """Split a ``max_bytes`` (at least MIN_BYTES)."""
+        """Split a ``max_bytes`` (MIN_BYTES or more; less squeezes the database to a minimum)."""
         wal = min(16 * 2**20, max(256 * 1024, max_bytes // 8))
         reserve = wal  # enough to checkpoint a full WAL into a growing database file
-        data = max_bytes - wal - reserve - SHM_BYTES
+        data = max(64 * PAGE, max_bytes - wal - reserve - SHM_BYTES)
         return cls(max_bytes, wal, reserve, data - data % PAGE)
+
+    @classmethod
+    def fitted(cls, max_bytes: int, path: Path) -> Budget:
+        """``max_bytes``, or what the buffer's filesystem can give (its free space and what the
+        buffer already takes), with a tenth kept for everything else on that disk."""
+        try:
+            free = shutil.disk_usage(path.parent).free
+        except OSError:
+            return cls.of(max_bytes)
+        room = (free + sum(footprint(path).values())) * 9 // 10
+        return cls.of(min(max_bytes, room))
 
     @property
     def pages(self) -> int:

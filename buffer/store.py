@@ -63,6 +63,7 @@ PRAGMA user_version = {SCHEMA_VERSION};
 QUARANTINE_KEPT = 100  # quarantined rows kept for inspection; older ones are deleted
 SLOW_DOWN = 0.2  # seconds between retries of a failing commit
 REPORT_EVERY = 10.0  # seconds between two reports of ongoing drops or a full disk
+FIT_EVERY = 10.0  # seconds between two looks at the filesystem's free space
 
 
 def move_aside(path: Path, aside: Path) -> None:
@@ -109,7 +110,8 @@ class Buffer:
         queue_limit: int = 200_000,  # readings waiting for their commit, at most
     ) -> None:
         self.path = path
-        self.budget = Budget.of(max_bytes)
+        self.max_bytes = max_bytes
+        self.budget = Budget.of(max_bytes)  # fitted to the filesystem at open, then now and then
         self.max_age = max_age
         self.durability = durability
         self.queue_limit = queue_limit
@@ -136,7 +138,9 @@ class Buffer:
         self._db: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._last_evict = 0.0
+        self._last_fit = time.monotonic()
         self._failing: str | None = None  # the commit error being retried, logged once
+        self._room_failing: str | None = None  # why no room could be made on a full disk
         self._reported = 0.0
         self._closing = False
 
@@ -183,6 +187,7 @@ class Buffer:
             )
         if saved is not None or not existed:
             self._continue_seqs(marks, exact=saved.exact if saved is not None else set())
+        await self._fit_budget()
         if not await asyncio.to_thread(self.reserve.hold):
             log.warning(
                 "buffer: no room for the %d KiB reserve beside %s; a full disk will cost more "
@@ -237,6 +242,31 @@ class Buffer:
                         counter[name] = n
         async with db.execute("SELECT COALESCE(MAX(id), 0) FROM batches") as cur:
             self._max_id = int((await cur.fetchone() or (0,))[0])
+
+    async def _fit_budget(self) -> None:
+        """Bound the buffer by ``max_bytes`` or by what its filesystem can hold, if less: the
+        buffer then evicts before the disk is full (said when the bound changes)."""
+        budget = await asyncio.to_thread(Budget.fitted, self.max_bytes, self.path)
+        if abs(budget.max_bytes - self.budget.max_bytes) <= self.budget.max_bytes // 20:
+            return  # the same within 5%: not worth a change
+        if budget.max_bytes < self.max_bytes:
+            log.warning(
+                "buffer: max_bytes is %.1f MiB but its filesystem can give %.1f MiB; bounding "
+                "the buffer at that",
+                self.max_bytes / 2**20,
+                budget.max_bytes / 2**20,
+            )
+        elif self.budget.max_bytes < self.max_bytes:
+            log.info("buffer: the filesystem has room again; bounding at max_bytes")
+        self.budget = budget
+        db = self._require(self._db)
+        pages = int(await self._pragma("page_count") or 0)
+        await self._pragma(f"max_page_count={max(budget.pages, pages)}")
+        await db.execute(f"PRAGMA journal_size_limit={budget.wal}")
+        await db.execute(f"PRAGMA wal_autocheckpoint={budget.wal // 2 // PAGE}")
+        if self.reserve.size != budget.reserve:
+            await asyncio.to_thread(self.reserve.release)
+            self.reserve.size = budget.reserve
 
     async def _pragma(self, pragma: str) -> str | None:
         db = self._require(self._db)
@@ -597,12 +627,15 @@ class Buffer:
         if is_full(exc):
             self.stats.disk_full = True
             async with self._evicting:
-                freed = await diskfull.recover(
+                freed, problem = await diskfull.recover(
                     self._require(self._db),
                     self.reserve,
                     need=2 * sum(map(row_bytes, rows)),
                     held=self._held,
                 )
+            if problem is not None and self._room_failing != problem:
+                log.error("buffer: cannot make room on the full disk: %s", problem)
+            self._room_failing = problem
             self._add_counts(self.stats.dropped, freed)
             self._report_drops(freed, disk_full=True)
             if not freed and self._pending:
@@ -672,6 +705,9 @@ class Buffer:
         self._add_counts(self.stats.dropped, dropped)
         self._report_drops(dropped)
         await diskfull.keep_wal_small(db, self.path, self.budget.wal)
+        if time.monotonic() - self._last_fit > FIT_EVERY:
+            self._last_fit = time.monotonic()
+            await self._fit_budget()
         if not self.stats.disk_full and not self.reserve.held:
             await asyncio.to_thread(self.reserve.hold)
 

@@ -149,7 +149,7 @@ class Gateway:
             "gateway": self.config.gateway.name,
             "process": process_identity(),
             # health judges "readings are not moving" against this many seconds
-            "stall_after_s": max(30.0, 3 * self.config.gateway.metrics_interval),
+            "stall_after_s": max(10.0, 3 * self.config.gateway.metrics_interval),
             "readings": {
                 "polled": sum(r.stats.readings for r in self.runners),
                 "buffered": buffered.readings_added,

@@ -6,6 +6,7 @@ a gateway that was killed is seen as gone at once, not only once the stamp is st
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -23,9 +24,20 @@ def health_path(buffer_path: Path) -> Path:
 
 
 def write_health(path: Path, snapshot: dict[str, Any]) -> None:
-    """Replace the health file atomically (a reader never sees half a file)."""
+    """Replace the health file atomically (a reader never sees half a file); on a full disk,
+    where a second file has no room, rewrite it in place instead (its blocks are reused)."""
+    text = json.dumps(snapshot, separators=(",", ":"))
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(snapshot, separators=(",", ":")))
+    try:
+        tmp.write_text(text)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno != errno.ENOSPC or not path.exists():
+            raise
+        with open(path, "r+") as f:
+            f.write(text)
+            f.truncate()
+        return
     os.replace(tmp, path)
 
 

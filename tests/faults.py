@@ -165,11 +165,21 @@ class GatewayProcess:
         return self.proc.wait(timeout)
 
     def wait_gap_free(
-        self, rec: Recorder, until: Callable[[], bool], timeout: float, source: str = "press1"
+        self,
+        rec: Recorder,
+        until: Callable[[], bool],
+        timeout: float,
+        source: str = "press1",
+        except_seqs: frozenset[int] | set[int] = frozenset(),
     ) -> None:
-        """Wait for ``until`` and no gap in seq; on failure say which seqs and show the log."""
+        """Wait for ``until`` and no gap in seq (but ``except_seqs``); on failure say which
+        seqs and show the log."""
+
+        def gap_free() -> bool:
+            return set(audit(rec.readings(source)).missing) <= except_seqs
+
         try:
-            wait_until(lambda: until() and not audit(rec.readings(source)).missing, timeout)
+            wait_until(lambda: until() and gap_free(), timeout)
         except AssertionError as exc:
             raise AssertionError(
                 f"{exc}; {audit(rec.readings(source)).describe()}\n"

@@ -118,9 +118,11 @@ class Recorder:
         return self
 
     def stop(self) -> None:
-        """Disconnect."""
-        self.client.disconnect()
-        self.client.loop_stop()
+        """Disconnect (nothing to do if it never started)."""
+        client = getattr(self, "client", None)
+        if client is not None:
+            client.disconnect()
+            client.loop_stop()
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         try:
