@@ -225,7 +225,7 @@ def configure_client(client: paho.Client, cfg: MqttConfig) -> None:
 
 # OpenSSL's verify codes that mean "not signed by anything we trust".
 _UNTRUSTED = {2, 18, 19, 20, 21, 27}
-_HOSTNAME_MISMATCH = 62
+_NAME_MISMATCH = {62, 64}  # host name, IP address
 _EXPIRED = 10
 
 
@@ -233,7 +233,7 @@ def tls_problem(exc: ssl.SSLError, cfg: MqttConfig) -> str:
     """A failed TLS handshake, said in terms of what to fix."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         code, detail = exc.verify_code, exc.verify_message
-        if code == _HOSTNAME_MISMATCH:
+        if code in _NAME_MISMATCH:
             return (
                 f"TLS: the broker's certificate is not for host {cfg.host!r} (host name "
                 f"mismatch: {detail}); use the host name the certificate names"
@@ -261,6 +261,15 @@ def socket_problem(error: str | None, cfg: MqttConfig) -> str | None:
             if cfg.tls.cert_file is None
             else f"TLS: the broker requires a client certificate and did not take "
             f"{cfg.tls.cert_file}"
+        )
+    if cfg.use_tls and cfg.tls.cert_file is None and (
+        "eof occurred in violation of protocol" in text or "connection reset" in text
+    ):
+        # The broker hung up during TLS without saying why: what it most often wants is a
+        # client certificate (it may send its alert, or only close the socket).
+        return (
+            "TLS: the broker closed the connection before answering; does it require a client "
+            "certificate? (mqtt.tls.cert_file and key_file are not set)"
         )
     if "unknown ca" in text or "bad certificate" in text or "certificate unknown" in text:
         return (

@@ -24,7 +24,8 @@ RESTART_WINDOW = 300.0
 class Supervisor:
     """Runs named background tasks and says when one failed for good (``failed``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, first_delay: float = 1.0) -> None:
+        self.first_delay = first_delay  # seconds before the first restart; doubling from there
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.restarts: dict[str, int] = {}
         self.failed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -62,7 +63,7 @@ class Supervisor:
     async def _guard(
         self, name: str, body: Callable[[], Coroutine[Any, Any, None]], restart: bool
     ) -> None:
-        delays = backoff(base=1.0, cap=30.0, floor=True)
+        delays = backoff(base=self.first_delay, cap=30.0, floor=True)
         recent: list[float] = []
         seen: set[str] = set()
         while True:

@@ -41,7 +41,12 @@ def tail(
     """
     seen = 0
     failure: list[str] = []
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id="",
+        clean_session=True,
+        reconnect_on_failure=False,  # say what went wrong instead of retrying in silence
+    )
     configure_client(client, cfg)
     wanted = topic or f"{cfg.topic_prefix}/#"
     where = f"{cfg.host}:{cfg.port}"
@@ -63,7 +68,6 @@ def tail(
         if count is None or seen < count:
             last = socket_errors[-1] if socket_errors else None
             failure.append(f"broker {where}: {socket_problem(last, cfg) or code}")
-        c.disconnect()  # no automatic reconnect: say what went wrong instead
 
     def on_message(c: paho.Client, u: Any, msg: paho.MQTTMessage) -> None:
         nonlocal seen

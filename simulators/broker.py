@@ -48,12 +48,14 @@ class Mosquitto:
         users: dict[str, str] | None = None,
         tls: tuple[Path, Path] | None = None,
         autosave_interval: int = 1,
+        client_ca: Path | None = None,
     ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.persistence = persistence
         self.users = users  # name -> password; anonymous clients are refused when set
         self.tls = tls  # (certificate, key) for a TLS listener
+        self.client_ca = client_ca  # with tls: clients must show a certificate this CA signed
         # Seconds between saves of the persistence file (0: only when stopped). Every second
         # survives a SIGKILL; a benchmark queueing gigabytes needs the save at stop only.
         self.autosave_interval = autosave_interval
@@ -75,6 +77,8 @@ class Mosquitto:
             lines.append("user root")
         if self.tls is not None:
             lines += [f"certfile {self.tls[0]}", f"keyfile {self.tls[1]}"]
+            if self.client_ca is not None:
+                lines += [f"cafile {self.client_ca}", "require_certificate true"]
         if self.users is None:
             lines.append("allow_anonymous true")
         else:
