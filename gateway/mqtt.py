@@ -262,8 +262,10 @@ def socket_problem(error: str | None, cfg: MqttConfig) -> str | None:
             else f"TLS: the broker requires a client certificate and did not take "
             f"{cfg.tls.cert_file}"
         )
-    if cfg.use_tls and cfg.tls.cert_file is None and (
-        "eof occurred in violation of protocol" in text or "connection reset" in text
+    if (
+        cfg.use_tls
+        and cfg.tls.cert_file is None
+        and ("eof occurred in violation of protocol" in text or "connection reset" in text)
     ):
         # The broker hung up during TLS without saying why: what it most often wants is a
         # client certificate (it may send its alert, or only close the socket).

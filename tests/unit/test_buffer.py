@@ -223,3 +223,60 @@ async def test_a_commit_between_a_read_and_the_wait_is_not_missed(
     await committed(buf, 1)  # the commit lands before the publisher starts waiting
     await asyncio.wait_for(buf.wait_committed(seen), 1)  # returns at once: nothing lost
     await buf.close()
+
+
+V1_SCHEMA = """
+CREATE TABLE batches (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, ts INTEGER NOT NULL,
+    stored INTEGER NOT NULL, first_seq INTEGER NOT NULL, count INTEGER NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE TABLE sources (
+    name TEXT PRIMARY KEY, last_seq INTEGER NOT NULL DEFAULT 0,
+    dropped INTEGER NOT NULL DEFAULT 0
+);
+PRAGMA user_version = 1;
+"""
+
+
+async def test_a_buffer_of_the_previous_release_is_migrated_with_nothing_lost(
+    tmp_path: Path, durability: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+    import sqlite3
+
+    path = tmp_path / "b.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(V1_SCHEMA)
+    readings = [
+        {"tag": "temp", "value": 21.5, "quality": "good", "ts": 1000, "seq": 1},
+        {"tag": "state", "value": "RUN", "quality": "uncertain", "ts": 1001, "seq": 2},
+    ]
+    rows = [
+        ("press1", 1000, 1, json.dumps(readings).encode()),
+        ("press1", 2000, 3, b'[{"tag": "temp", "value": 2'),  # damaged: cut short
+        ("press1", 3000, 5, json.dumps([dict(readings[0], seq=5)]).encode()),
+    ]
+    for source, ts, first, payload in rows:
+        count = 2 if first != 5 else 1
+        conn.execute(
+            "INSERT INTO batches (source, ts, stored, first_seq, count, payload) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (source, ts, ts, first, count, payload),
+        )
+    conn.execute("INSERT INTO sources VALUES ('press1', 5, 7)")
+    conn.commit()
+    conn.close()
+    buf = Buffer(path, durability=durability)
+    await buf.open()
+    taken = await buf.take(0, 100)
+    assert [(b.id, [r.seq for r in b.readings]) for b in taken] == [(1, [1, 2]), (3, [5])]
+    assert taken[0].readings[1] == Reading("state", "RUN", Quality.UNCERTAIN, 1001, 2)
+    assert buf.last_seq("press1") == 5
+    assert buf.stats.dropped == {"press1": 7}
+    assert buf.stats.corrupt == {"press1": 2}  # the damaged row: quarantined, counted
+    buf.add(batch("press1", 6))
+    await committed(buf, 1)
+    assert [b.id for b in await buf.take(3, 100)] == [4]  # new ids continue after the old
+    await buf.close()
+    assert "migrating 3 batch(es), 5 reading(s) to schema 2" in caplog.text
