@@ -20,6 +20,7 @@ from gateway.health import health_path, process_identity, write_health
 from gateway.models import epoch_ms
 from gateway.publisher import Publisher
 from gateway.runtime import SourceRunner
+from gateway.session import JsonSession
 from gateway.supervise import Supervisor
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class Gateway:
         self.buffer = Buffer(
             cfg.path, max_bytes=cfg.max_bytes, max_age=cfg.max_age, durability=cfg.durability
         )
-        self.publisher = Publisher(config, self.buffer)
+        self.publisher = Publisher(config, self.buffer, JsonSession(config, self.buffer))
         self.runners: list[SourceRunner] = []
         self.supervisor: Supervisor | None = None
         self.started = asyncio.Event()

@@ -8,6 +8,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -18,6 +19,16 @@ from gateway.config import MqttConfig
 from gateway.errors import BrokerError, BrokerRefused
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    """The message the broker publishes for us if the connection dies without a DISCONNECT."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
 
 
 class MqttLink:
@@ -31,12 +42,14 @@ class MqttLink:
         self,
         cfg: MqttConfig,
         client_id: str,
-        will: tuple[str, bytes],
+        will: Will,
         on_ack: Callable[[int], None],
+        on_message: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self.cfg = cfg
         self._loop = asyncio.get_running_loop()
         self._on_ack = on_ack
+        self._on_message = on_message
         self._connack: asyncio.Future[ReasonCode] = self._loop.create_future()
         self.closed: asyncio.Future[str] = self._loop.create_future()
         self._misc: asyncio.Task[None] | None = None
@@ -58,7 +71,9 @@ class MqttLink:
         # 0 = no paho limit, which also skips its per-PUBACK walk over every message in flight
         # (quadratic with thousands in flight).
         client.max_inflight_messages_set(0)
-        client.will_set(will[0], will[1], qos=1, retain=True)
+        client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        if on_message is not None:
+            client.on_message = self._on_paho_message
         configure_client(client, cfg)
         client.on_log = self._on_log
         self.last_socket_error: str | None = None  # what paho saw fail on the socket, if any
@@ -105,6 +120,13 @@ class MqttLink:
             raise BrokerError(f"publish failed: {paho.error_string(info.rc)}")
         return info.mid
 
+    def subscribe(self, topics: list[tuple[str, int]]) -> int:
+        """Subscribe (topic filter, QoS) pairs; messages go to ``on_message``. Returns the mid."""
+        code, mid = self._client.subscribe(topics)
+        if code != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise BrokerError(f"subscribe failed: {paho.error_string(code)}")
+        return int(mid or 0)
+
     async def disconnect(self) -> None:
         """Say DISCONNECT (so the will is not sent), then close."""
         if not self.closed.done():
@@ -150,6 +172,10 @@ class MqttLink:
             self._connack.exception()  # retrieved here too: connect() may be gone already
         if not self.closed.done():
             self.closed.set_result(why)
+
+    def _on_paho_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        assert self._on_message is not None
+        self._on_message(msg.topic, bytes(msg.payload))
 
     def _on_log(self, client: paho.Client, userdata: Any, level: int, message: str) -> None:
         # paho says why a socket read or write failed only in its log (e.g. the TLS alert

@@ -127,7 +127,7 @@ async def test_every_tag_has_a_retained_current_value_even_one_that_never_change
         await async_wait_until(lambda: gateway.buffer.stats.readings_added > 10)
         broker.start()
         try:
-            await async_wait_until(lambda: gateway.publisher.stats.current_sent >= 2, 20)
+            await async_wait_until(lambda: gateway.publisher.session.current_sent >= 2, 20)
             late = Recorder(broker.port, "t/line/press1/#", client_id="late", persistent=False)
             late.start()
             await async_wait_until(lambda: len({r["tag"] for r in late.readings()}) == 2, 10)
@@ -141,7 +141,7 @@ async def test_every_tag_has_a_retained_current_value_even_one_that_never_change
             broker.start()
             connects = gateway.publisher.stats.connects
             await async_wait_until(lambda: gateway.publisher.stats.connects > connects, 20)
-            await async_wait_until(lambda: gateway.publisher.stats.current_sent >= 4, 20)
+            await async_wait_until(lambda: gateway.publisher.session.current_sent >= 4, 20)
             again = Recorder(broker.port, "t/line/press1/#", client_id="again", persistent=False)
             again.start()
             await async_wait_until(lambda: len({r["tag"] for r in again.readings()}) == 2, 10)

@@ -6,11 +6,12 @@ import asyncio
 import socket
 
 from gateway.config import MqttConfig
-from gateway.mqtt import MqttLink
+from gateway.mqtt import MqttLink, Will
 
 
 def link() -> MqttLink:
-    return MqttLink(MqttConfig(), "line1-edge", ("t/_gateway/status", b"offline"), lambda mid: None)
+    will = Will("t/_gateway/status", b"offline")
+    return MqttLink(MqttConfig(), "line1-edge", will, lambda mid: None)
 
 
 async def settle() -> None:
