@@ -20,7 +20,8 @@ from gateway.health import health_path, process_identity, write_health
 from gateway.models import epoch_ms
 from gateway.publisher import Publisher
 from gateway.runtime import SourceRunner
-from gateway.session import JsonSession
+from gateway.session import JsonSession, Session
+from gateway.sparkplug.session import SparkplugSession
 from gateway.supervise import Supervisor
 
 log = logging.getLogger(__name__)
@@ -53,11 +54,21 @@ class Gateway:
         self.buffer = Buffer(
             cfg.path, max_bytes=cfg.max_bytes, max_age=cfg.max_age, durability=cfg.durability
         )
-        self.publisher = Publisher(config, self.buffer, JsonSession(config, self.buffer))
+        self.publisher = Publisher(config, self.buffer, self._session())
         self.runners: list[SourceRunner] = []
         self.supervisor: Supervisor | None = None
         self.started = asyncio.Event()
         self.health = health_path(cfg.path)
+
+    def _session(self) -> Session:
+        """The output format's session: JSON, or the Sparkplug B edge node."""
+        if self.config.mqtt.format == "sparkplug":
+            return SparkplugSession(
+                self.config,
+                self.buffer,
+                source_states=lambda: {r.source.name: r.stats.state for r in self.runners},
+            )
+        return JsonSession(self.config, self.buffer)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down cleanly with a final flush.

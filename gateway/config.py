@@ -143,12 +143,11 @@ class MqttConfig(Credentials):
             )
         return prefix
 
-    @field_validator("format")
-    @classmethod
-    def _format(cls, fmt: str) -> str:
-        if fmt == "sparkplug":
-            raise ValueError("format 'sparkplug' is not available in this version yet; use json")
-        return fmt
+    @model_validator(mode="after")
+    def _sparkplug(self) -> MqttConfig:
+        if self.format == "sparkplug" and self.sparkplug.group_id is None:
+            raise ValueError("format sparkplug needs sparkplug.group_id (e.g. plant1)")
+        return self
 
     @property
     def host(self) -> str:

@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 class PublisherStats:
     """Counters of the publisher, for metrics."""
 
-    state: str = "starting"  # starting | online | offline
+    state: str = (
+        "starting"  # starting | waiting (connected, the session not open) | online | offline
+    )
     connects: int = 0
     messages_sent: int = 0
     messages_acked: int = 0
@@ -118,11 +120,10 @@ class Publisher:
         self.stats.connects += 1
         if self.stats.state == "offline":
             log.info("broker %s:%d: connection recovered", cfg.host, cfg.port)
-        else:
+        elif self.stats.state == "starting":
             log.info("broker %s:%d: connected", cfg.host, cfg.port)
-        self.stats.state = "online"
+        self.stats.state = "waiting"  # online once the session has opened (births, host)
         self.stats.last_error = None
-        self.online.set()
 
     def _went_offline(self, reason: str) -> None:
         if self.stats.state != "offline" or self.stats.last_error != reason:
@@ -148,6 +149,8 @@ class Publisher:
         # newest values) is of the rows up to the boundary, never newer than what follows.
         replay = ReplayCursor(self.buffer.max_id, self.mqtt.replay.order, self.mqtt.replay.max_rate)
         await self.session.begin(link, self.window)
+        self.stats.state = "online"
+        self.online.set()
         while True:
             if link.closed.done():
                 raise BrokerError(f"connection closed: {link.closed.result()}")

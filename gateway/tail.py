@@ -13,6 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gateway.config import MqttConfig
 from gateway.models import epoch_ms
 from gateway.mqtt import configure_client, socket_problem, tls_problem
+from gateway.sparkplug.describe import Births, describe_sparkplug
 
 
 def describe(topic: str, payload: bytes, now_ms: int) -> str:
@@ -48,7 +49,12 @@ def tail(
         reconnect_on_failure=False,  # say what went wrong instead of retrying in silence
     )
     configure_client(client, cfg)
-    wanted = topic or f"{cfg.topic_prefix}/#"
+    sparkplug = cfg.format == "sparkplug"
+    if sparkplug:  # the edge node's namespace; births teach the aliases that data uses
+        wanted = topic or f"spBv1.0/{cfg.sparkplug.group_id}/#"
+    else:
+        wanted = topic or f"{cfg.topic_prefix}/#"
+    births: Births = {}
     where = f"{cfg.host}:{cfg.port}"
     socket_errors: list[str] = []
 
@@ -71,7 +77,12 @@ def tail(
 
     def on_message(c: paho.Client, u: Any, msg: paho.MQTTMessage) -> None:
         nonlocal seen
-        print(describe(msg.topic, bytes(msg.payload), epoch_ms()), file=out, flush=True)
+        payload = bytes(msg.payload)
+        if sparkplug and msg.topic.startswith("spBv1.0/"):
+            text = describe_sparkplug(msg.topic, payload, births, epoch_ms())
+        else:
+            text = describe(msg.topic, payload, epoch_ms())
+        print(text, file=out, flush=True)
         seen += 1
         if count is not None and seen >= count:
             c.disconnect()

@@ -17,11 +17,11 @@ from gateway.models import Quality, Value
 from gateway.sparkplug import wire
 from gateway.sparkplug.datatypes import DataType, Encoder, datatype_for, encoder
 
-# The Sparkplug quality codes (spec, Payloads, "Quality Codes": the 'Quality' property is an
-# Int32 of 0 BAD, 192 GOOD or 500 STALE, and no other). The gateway's "uncertain" becomes
-# STALE, the code a host reads as "not to be trusted as current"; the OPC DA code 64
-# (uncertain) is not one the specification allows.
-QUALITY_CODES = {Quality.GOOD: 192, Quality.BAD: 0, Quality.UNCERTAIN: 500}
+# The Quality property hosts read (Ignition among them): an Int32 of the OPC quality codes,
+# 192 good, 64 uncertain, 0 bad. The specification's own list names 0, 192 and 500 (stale);
+# "uncertain" is not stale (the value is current, its quality doubtful), so it keeps the OPC
+# code hosts already map, as the product asks. Hosts reading only 0/192/500 see it as not good.
+QUALITY_CODES = {Quality.GOOD: 192, Quality.BAD: 0, Quality.UNCERTAIN: 64}
 QUALITY = "Quality"
 UNITS = "engUnit"  # the property key hosts (Ignition) read as engineering units
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from buffer.rows import StoredBatch
 from gateway.models import Batch, Quality, Value
 from gateway.sparkplug import wire
 from gateway.sparkplug.datatypes import DataType, encoder
@@ -98,7 +99,11 @@ def dbirth(
 
 
 def ddata(
-    metrics: SourceMetrics, batch: Batch, seq: int, timestamp: int, historical: bool = False
+    metrics: SourceMetrics,
+    batch: Batch | StoredBatch,
+    seq: int,
+    timestamp: int,
+    historical: bool = False,
 ) -> bytes:
     """One source's batch as one DDATA: metrics by alias with their original timestamps,
     ``Quality`` when not good, ``is_null`` without a value, ``is_historical`` on replay.
@@ -120,7 +125,7 @@ def ddata(
     parts = [wire.PAYLOAD_TIMESTAMP + varint(timestamp)]
     add = parts.append
     for spec, value, quality, ts in zip(
-        metrics.specs_of(batch.tags), batch.values, batch.qualities, batch.stamps, strict=True
+        metrics.specs_of(list(batch.tags)), batch.values, batch.qualities, batch.stamps, strict=True
     ):
         stamp = stamps.get(ts)
         if stamp is None:

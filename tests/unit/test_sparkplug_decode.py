@@ -50,7 +50,7 @@ def test_decoding_resolves_aliases_from_a_birth() -> None:
         "datatype": "Int16",
         "value": -5,
         "is_historical": True,
-        "properties": {"Quality": 500},
+        "properties": {"Quality": 64},
     }
     (unknown,) = decode_payload(ddata(metrics, batch, 3, 2000))["metrics"]
     assert unknown["value"] == 2**32 - 5  # without the birth: the raw field, unsigned

@@ -49,7 +49,7 @@ def test_births_data_and_deaths() -> None:
     dbirth_lines = lines[1].splitlines()
     assert dbirth_lines[0].endswith("DBIRTH seq=1, 3 metrics")
     assert dbirth_lines[1].split() == ["oil_temp", "21.5", "degC", "good", "ts=1000", "Double"]
-    assert dbirth_lines[2].split() == ["speed", "-3", "stale", "ts=1500", "Int16"]
+    assert dbirth_lines[2].split() == ["speed", "-3", "uncertain", "ts=1500", "Int16"]
     assert dbirth_lines[3].split() == ["recipe/name", "null", "bad", "ts=2000", "Unknown"]
     # The data message names metrics only by alias: the lines name them as the birth did,
     # and read the Int16 as signed because the birth said Int16.
@@ -63,7 +63,7 @@ def test_births_data_and_deaths() -> None:
         "Double",
         "historical",
     ]
-    assert ddata_lines[2].split() == ["speed", "-3", "stale", "age=1.5s", "Int16", "historical"]
+    assert ddata_lines[2].split() == ["speed", "-3", "uncertain", "age=1.5s", "Int16", "historical"]
     assert ddata_lines[3].split() == [
         "recipe/name",
         "null",

@@ -109,7 +109,7 @@ def test_dbirth_declares_every_metric_with_its_current_value() -> None:
                 alias=17,
                 timestamp=1001,
                 datatype=T.Int16,
-                properties=props(500),
+                properties=props(64),
                 int_value=2**32 - 12,
             ),
             Metric(
@@ -157,7 +157,7 @@ def test_ddata_is_aliases_values_and_what_is_not_good(historical: bool) -> None:
         timestamp=NOW,
         metrics=[
             Metric(alias=16, timestamp=1000, **flag, double_value=21.5),
-            Metric(alias=17, timestamp=1001, **flag, properties=props(500), int_value=2**32 - 12),
+            Metric(alias=17, timestamp=1001, **flag, properties=props(64), int_value=2**32 - 12),
             Metric(alias=18, timestamp=1002, **flag, string_value="Öl ✓"),
             Metric(alias=19, timestamp=1003, **flag, is_null=True, properties=props(0)),
             Metric(alias=20, timestamp=1004, **flag, boolean_value=True),

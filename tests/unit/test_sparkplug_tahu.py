@@ -127,7 +127,7 @@ def test_dbirth_names_types_values_and_properties() -> None:
     assert tahu["u32"]["type"] == "UInt32"
     assert raw["u32"]["intValue"] == 2**32 - 1
     assert "longValue" not in raw["u32"]
-    assert tahu["u32"]["properties"] == {"Quality": {"type": "Int32", "value": 500}}
+    assert tahu["u32"]["properties"] == {"Quality": {"type": "Int32", "value": 64}}
 
     # Arrays: sparkplug-payload 1.0.3 predates the array types (it reads neither their type
     # nor their value), so the checks read the raw datatype and bytes, packed as the spec says.
@@ -150,7 +150,7 @@ def test_ddata_aliases_timestamps_history_and_quality() -> None:
         assert [m["timestamp"] for m in tahu] == batch.stamps
         assert all(m.get("isHistorical", False) is historical for m in tahu)
         props = {tag: m.get("properties") for tag, m in zip(batch.tags, tahu, strict=True)}
-        assert props["u32"] == {"Quality": {"type": "Int32", "value": 500}}
+        assert props["u32"] == {"Quality": {"type": "Int32", "value": 64}}
         assert props["null"] == {"Quality": {"type": "Int32", "value": 0}}
         assert props["i8"] is None  # good quality is the default: no property
         # Without a datatype in the metric, Tahu's decodePayload cannot say a value (it
