@@ -31,6 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from bench.common import free_port, percentile, simulator_process, table
 from buffer.rows import COLUMNS, encode
 from gateway.models import Batch, Quality, Reading
+from gateway.sparkplug.sparkplug_b_pb2 import Payload
 from simulators.broker import Mosquitto
 
 PREFIX = "bench/line"
@@ -48,14 +49,25 @@ class Subscriber:
     scans: tuple[int, int] = (0, 0)  # press1's (scans, overruns) in the newest metrics
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    sparkplug: bool = False  # count DDATA metrics (Sparkplug) instead of JSON readings
+    committed_at_start: int = 0  # Sparkplug carries no seq: readings are counted instead
+
     def start(self) -> None:
         self.client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id="bench-sub", clean_session=False
         )
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(
-            [(f"{PREFIX}/press1/#", 1), (f"{PREFIX}/_gateway/metrics", 0)]
+        data = (
+            (f"spBv1.0/{PREFIX.split('/')[0]}/DDATA/#", 0)
+            if self.sparkplug
+            else (
+                f"{PREFIX}/press1/#",
+                1,
+            )
         )
-        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(
+            [data, (f"{PREFIX}/_gateway/metrics", 0)]
+        )
+        self.client.on_message = self._on_sparkplug if self.sparkplug else self._on_message
         self.client.reconnect_delay_set(1, 2)
         self.client.max_inflight_messages_set(0)
         self.client.connect_async("127.0.0.1", self.port)
@@ -86,8 +98,27 @@ class Subscriber:
             if historical:
                 self.historical += len(items)
 
+    def _on_sparkplug(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        if msg.topic.endswith("/_gateway/metrics"):
+            self._on_message(client, userdata, msg)
+            return
+        now = time.time() * 1000
+        payload = Payload()
+        payload.ParseFromString(bytes(msg.payload))
+        metrics = payload.metrics
+        with self.lock:
+            historical = bool(metrics) and metrics[0].is_historical
+            if not historical and len(self.latencies) < 200_000:
+                self.latencies.extend(now - m.timestamp for m in metrics)
+            self.received += len(metrics)
+            if historical:
+                self.historical += len(metrics)
+
     def lost(self, upto: int) -> int:
         """Seqs 1..upto not received."""
+        if self.sparkplug:  # no seqs: what was committed and not received (no duplicates here)
+            with self.lock:
+                return max(0, upto - self.committed_at_start - self.received)
         with self.lock:
             have = min(len(self.seen), upto + 1)
             return self.seen.count(0, 1, have) + (upto + 1 - have if upto >= have else 0)
@@ -131,8 +162,12 @@ def config(
         "mqtt": {
             "url": f"mqtt://127.0.0.1:{broker}",
             "topic_prefix": PREFIX,
-            "layout": layout,
             "replay": {"order": "live_first", "max_rate": 10_000_000},
+            **(
+                {"format": "sparkplug", "sparkplug": {"group_id": PREFIX.split("/")[0]}}
+                if layout == "sparkplug"
+                else {"layout": layout}
+            ),
         },
         "sources": [
             {
@@ -181,7 +216,7 @@ def run_case(
     # or what the gateway delivers before the subscriber is back would count as lost.
     broker = Mosquitto(case / "broker", persistence=bool(outage), autosave_interval=0)
     broker.start()
-    sub = Subscriber(broker.port)
+    sub = Subscriber(broker.port, sparkplug=layout == "sparkplug")
     sub.start()
     cfg = config(case, broker.port, modbus, tags, layout, durability, connections)
     with open(case / "gateway.log", "wb") as log:
@@ -302,7 +337,9 @@ def main() -> None:
         "--outage", type=float, default=600, help="seconds of broker outage to drain"
     )
     parser.add_argument(
-        "--cases", default="per_batch/normal,per_batch/full,per_tag/normal,per_tag/full"
+        "--cases",
+        default="per_batch/normal,per_batch/full,per_tag/normal,per_tag/full,sparkplug/normal",
+        help="layout/durability pairs; layout per_batch, per_tag or sparkplug",
     )
     parser.add_argument(
         "--connections", type=int, default=1, help="Modbus connections the gateway opens"
