@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -82,3 +83,40 @@ def _row(*cells: object) -> str:
     name, *numbers = cells
     widths = (8, 10, 14, 10, 9, 8, 8)
     return f"{name!s:<20}" + "".join(f" {c!s:>{w}}" for c, w in zip(numbers, widths, strict=True))
+
+
+def read_audit(path: Path, limit: int) -> list[dict[str, object]]:
+    """The newest ``limit`` audit entries (write commands and their results), oldest first."""
+    if not path.exists():
+        raise FileNotFoundError(f"no buffer at {path}")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        rows = conn.execute(
+            "SELECT record, published FROM audit ORDER BY id DESC LIMIT ?", (limit,)
+        ).fetchall()
+    except sqlite3.OperationalError:  # a buffer from before writes existed: no table yet
+        rows = []
+    finally:
+        conn.close()
+    entries = []
+    for record, published in reversed(rows):
+        entry = dict(json.loads(record))
+        entry["published"] = bool(published)
+        entries.append(entry)
+    return entries
+
+
+def format_audit(path: Path, limit: int) -> str:
+    """The audit trail, one line per command."""
+    lines = []
+    for e in read_audit(path, limit):
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(str(e["ts"])) / 1000))
+        why = f" {e['rule']}:" if e.get("rule") else ""
+        reason = f"{why} {e['reason']}" if e.get("reason") else why
+        change = f" before={e.get('before')!r} after={e.get('after')!r}"
+        sent = "" if e["published"] else " (not yet published)"
+        lines.append(
+            f"{when} {e['source']}/{e['tag']} = {e.get('value')!r} id={e.get('id')} "
+            f"{e['result']}{reason}{change}{sent}"
+        )
+    return "\n".join(lines) if lines else "no write commands recorded"

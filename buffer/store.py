@@ -51,6 +51,15 @@ CREATE TABLE IF NOT EXISTS quarantine (
     source TEXT, ts INTEGER, stored INTEGER, first_seq INTEGER, count INTEGER,
     tags BLOB, kind TEXT, vals BLOB, qualities BLOB, stamps BLOB, crc INTEGER
 );
+-- Writes commanded by MES: every command, its result and the values before and after.
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,       -- epoch ms of the result
+    source TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    record TEXT NOT NULL,      -- the whole entry, as JSON
+    published INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS sources (
     name TEXT PRIMARY KEY,
     last_seq INTEGER NOT NULL DEFAULT 0,
@@ -61,6 +70,7 @@ CREATE TABLE IF NOT EXISTS sources (
 PRAGMA user_version = {SCHEMA_VERSION};
 """
 QUARANTINE_KEPT = 100  # quarantined rows kept for inspection; older ones are deleted
+AUDIT_KEPT = 10_000  # published audit entries kept for `plantgate audit`; unpublished: all
 SLOW_DOWN = 0.2  # seconds between retries of a failing commit
 REPORT_EVERY = 10.0  # seconds between two reports of ongoing drops or a full disk
 FIT_EVERY = 10.0  # seconds between two looks at the filesystem's free space
@@ -130,6 +140,8 @@ class Buffer:
         self._evicting = asyncio.Lock()  # eviction waits for a take() to hold what it read
         self._deleted_last: list[int] = []  # kept one more commit for reads begun before it
         self._bad: dict[int, str] = {}  # ids that failed their checksum -> why; to quarantine
+        self._audits: list[tuple[tuple[int, str, str, str], asyncio.Future[int]]] = []
+        self._audits_published: list[int] = []
         self._last_seq: dict[str, int] = {}
         self._max_id = 0
         self._wake = asyncio.Event()
@@ -445,6 +457,27 @@ class Buffer:
             self.stats.released += 1
             self._wake.set()
 
+    async def audit(self, at: int, source: str, tag: str, record: str) -> int:
+        """Commit an audit entry (a write command and its result); returns its id once
+        committed."""
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._audits.append(((at, source, tag, record), done))
+        self._wake.set()
+        return await done
+
+    def audit_published(self, audit_id: int) -> None:
+        """The broker acknowledged an audit entry's messages."""
+        self._audits_published.append(audit_id)
+        self._wake.set()
+
+    async def audit_pending(self) -> list[tuple[int, str]]:
+        """Audit entries not yet published (id, record), oldest first."""
+        reader = self._require(self._reader)
+        async with reader.execute(
+            "SELECT id, record FROM audit WHERE published = 0 ORDER BY id"
+        ) as cur:
+            return [(int(i), str(r)) for i, r in await cur.fetchall()]
+
     @property
     def max_id(self) -> int:
         """The newest committed batch id (0 when empty)."""
@@ -488,7 +521,14 @@ class Buffer:
             with contextlib.suppress(TimeoutError):  # housekeeping runs even when all is quiet
                 await asyncio.wait_for(self._wake.wait(), 1.0)
             self._wake.clear()
-            work = self._pending or self._releases or self._bad or self._unsaved_drops
+            work = (
+                self._pending
+                or self._releases
+                or self._bad
+                or self._unsaved_drops
+                or self._audits
+                or self._audits_published
+            )
             if work and await self._commit() and self._pending:
                 self._wake.set()  # committed in chunks
             if time.monotonic() - self._last_evict > 1.0:
@@ -529,6 +569,8 @@ class Buffer:
         if last and not self.marks.covers(last):
             await asyncio.to_thread(self.marks.advance, last)
         releases, self._releases = self._releases, []
+        audits, self._audits = self._audits, []
+        published, self._audits_published = self._audits_published, []
         bad = dict(self._bad)
         drops = dict(self._unsaved_drops)
         now_ms = epoch_ms()
@@ -536,13 +578,15 @@ class Buffer:
         try:
             async with self._evicting:
                 newest, evicted, corrupt = await self._transaction(
-                    db, rows, last, releases, bad, drops, now_ms
+                    db, rows, last, releases, bad, drops, now_ms, audits, published
                 )
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 await db.execute("ROLLBACK")
             self._in_commit = 0
             self._releases = releases + self._releases
+            self._audits = audits + self._audits
+            self._audits_published = published + self._audits_published
             await self._commit_failed(exc, rows)
             return False
         self._in_commit = 0
@@ -586,6 +630,8 @@ class Buffer:
         bad: dict[int, str],
         drops: dict[str, int],
         now_ms: int,
+        audits: list[tuple[tuple[int, str, str, str], asyncio.Future[int]]],
+        published: list[int],
     ) -> tuple[int, dict[str, int], dict[str, int]]:
         """The commit itself: deletes, room, inserts, seqs, counters, quarantine. Returns the
         newest batch id and the readings evicted and quarantined, per source."""
@@ -612,7 +658,26 @@ class Buffer:
             await evict.count_dropped(db, drops)
         if bad:
             corrupt = await self._move_to_quarantine(db, bad, now_ms)
+        ids = []
+        for entry, _ in audits:
+            async with db.execute(
+                "INSERT INTO audit (at, source, tag, record) VALUES (?, ?, ?, ?)", entry
+            ) as cur:
+                ids.append(cur.lastrowid)
+        if published:
+            await db.executemany(
+                "UPDATE audit SET published = 1 WHERE id = ?", [(i,) for i in published]
+            )
+            await db.execute(
+                "DELETE FROM audit WHERE published = 1 AND id < "
+                "(SELECT COALESCE(MIN(id), 0) FROM (SELECT id FROM audit WHERE published = 1 "
+                "ORDER BY id DESC LIMIT ?))",
+                (AUDIT_KEPT,),
+            )
         await db.execute("COMMIT")
+        for (_, done), id_ in zip(audits, ids, strict=True):
+            if not done.done():
+                done.set_result(int(id_ or 0))
         return newest, evicted, corrupt
 
     async def _commit_failed(self, exc: sqlite3.Error, rows: list[Row]) -> None:

@@ -24,6 +24,8 @@ REGISTRY: dict[str, Callable[[Any], Connector[Any]]] = {
     "opcua": OpcUaConnector,
 }
 PROTOCOLS = tuple(REGISTRY)
+WRITERS = (ModbusConnector, LogixConnector, OpcUaConnector)
+"""The connectors that can write (the Writer contract)."""
 
 
 def connector_for(source: SourceConfig) -> Connector[Any]:

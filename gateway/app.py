@@ -12,8 +12,9 @@ from dataclasses import asdict
 from typing import Any
 
 from buffer import Buffer
-from connectors import connector_for
+from connectors import WRITERS, connector_for
 from gateway import __version__
+from gateway.commands import Target, WriteDesk
 from gateway.config import Config
 from gateway.errors import GatewayFailed
 from gateway.health import health_path, process_identity, write_health
@@ -54,6 +55,7 @@ class Gateway:
         self.buffer = Buffer(
             cfg.path, max_bytes=cfg.max_bytes, max_age=cfg.max_age, durability=cfg.durability
         )
+        self.desk = WriteDesk(config, self.buffer, self._target)
         self.publisher = Publisher(config, self.buffer, self._session())
         self.runners: list[SourceRunner] = []
         self.supervisor: Supervisor | None = None
@@ -67,8 +69,21 @@ class Gateway:
                 self.config,
                 self.buffer,
                 source_states=lambda: {r.source.name: r.stats.state for r in self.runners},
+                desk=self.desk,
             )
-        return JsonSession(self.config, self.buffer)
+        return JsonSession(self.config, self.buffer, self.desk)
+
+    def _target(self, source: str, tag: str) -> Target | None:
+        """Where a write command goes: the source's tag and its live connector."""
+        for runner in self.runners:
+            if runner.source.name == source:
+                found = next((t for t in runner.tags if t.name == tag), None)
+                if found is None:
+                    return None
+                connector = runner.connector
+                writer = connector if isinstance(connector, WRITERS) else None
+                return Target(runner.source, found, writer, runner.stats.state == "connected")
+        return None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down cleanly with a final flush.
@@ -128,6 +143,7 @@ class Gateway:
             log.info("stopping: flushing what the sources read last")
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._flush(), 3.0)
+        await self.desk.close()  # commands in hand get their result first
         await self.publisher.stop()
         await stop_tasks(t for t in tasks if t is not writer)
         log.info("stopping: closing the buffer")
@@ -173,6 +189,7 @@ class Gateway:
                 "lost": sum(buffered.lost.values()),
             },
             "publisher": {**asdict(pub), "restarts": restarts.get("publisher", 0)},
+            "writes": dict(self.desk.counts),
             "buffer": {
                 **asdict(buffered),
                 "queued": self.buffer.queued,

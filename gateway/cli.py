@@ -199,6 +199,21 @@ def cmd_buffer_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Print the write commands the gateway received and what became of each."""
+    config = _load(args.config, lenient=True)  # needs no broker secrets
+    if config is None:
+        return EXIT_CONFIG
+    from buffer.inspect import format_audit
+
+    try:
+        print(format_audit(config.gateway.buffer.path, args.limit))
+    except (OSError, sqlite3.Error) as exc:
+        print(f"audit: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     """Read raw registers once and print every plausible interpretation."""
     from connectors.modbus.probe import probe
@@ -303,6 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = buffer_sub.add_parser("stats", help="backlog per source, oldest unsent, size, drops")
     with_config(p)
     p.set_defaults(func=cmd_buffer_stats)
+    p = sub.add_parser("audit", help="list the write commands received and their results")
+    with_config(p)
+    p.add_argument("--limit", type=int, default=100, help="the newest this many (default 100)")
+    p.set_defaults(func=cmd_audit)
     p = sub.add_parser("probe", help="read Modbus registers once and show every interpretation")
     p.add_argument("url", help="modbus://HOST[:PORT]")
     p.add_argument("address", help="e.g. holding:100, 40101, input:3, coil:0")

@@ -182,6 +182,7 @@ class Publisher:
         waits: list[asyncio.Future[Any]] = [
             asyncio.ensure_future(self.window.opened.wait()),
             asyncio.ensure_future(self.buffer.wait_committed(committed)),
+            asyncio.ensure_future(self.session.attention.wait()),
         ]
         try:
             await asyncio.wait(

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from buffer import Buffer, StoredBatch
 from gateway import __version__
+from gateway.commands import WriteDesk
 from gateway.config import Config
 from gateway.encode import JsonEncoder
 from gateway.errors import BrokerError
@@ -25,6 +26,10 @@ SLICE = 500  # messages published between two yields to the event loop
 
 class Session(Protocol):
     """One output format's conversation with the broker."""
+
+    @property
+    def attention(self) -> asyncio.Event:
+        """Set when the session has something to say between batches (the pump wakes)."""
 
     def will(self) -> Will:
         """The will of the next connection (asked once per connection, before it opens)."""
@@ -108,11 +113,14 @@ class JsonSession:
     """The JSON contract: a retained status with an offline will, the current value of every
     tag retained at connect (per_tag), then per_tag or per_batch messages."""
 
-    def __init__(self, config: Config, buffer: Buffer) -> None:
+    def __init__(self, config: Config, buffer: Buffer, desk: WriteDesk | None = None) -> None:
         self.config = config
         self.mqtt = config.mqtt
         self.buffer = buffer
+        self.desk = desk
         prefix = self.mqtt.topic_prefix
+        self.prefix = prefix
+        self._attention = desk.ready if desk is not None else asyncio.Event()
         self.status_topic = f"{prefix}/_gateway/status"
         # QoS 0 messages have no ack: a QoS 1 message after them acknowledges them all.
         self.fence_topic = f"{prefix}/_gateway/fence"
@@ -129,16 +137,29 @@ class JsonSession:
         """Offline status, retained: a crash shows too."""
         return Will(self.status_topic, self.status("offline"), qos=1, retain=True)
 
+    @property
+    def attention(self) -> asyncio.Event:
+        """Results of write commands wait to be published."""
+        return self._attention
+
     def subscriptions(self) -> list[tuple[str, int]]:
-        """None yet."""
-        return []
+        """Write commands: ``{prefix}/{source}/{tag}/set`` (answered even when writes are off)."""
+        return [] if self.desk is None else [(f"{self.prefix}/+/+/set", 1)]
 
     def received(self, topic: str, payload: bytes) -> None:
-        """Nothing is subscribed."""
+        """A write command, for the write desk."""
+        head, tail = f"{self.prefix}/", "/set"
+        if self.desk is None or not topic.startswith(head) or not topic.endswith(tail):
+            return
+        source, _, tag = topic[len(head) : -len(tail)].partition("/")
+        if source and tag and "/" not in tag:
+            self.desk.submit(source, tag, payload)
 
     async def begin(self, link: MqttLink, window: InflightWindow) -> None:
         """Online status, then the newest reading of every tag, retained (per_tag)."""
         window.track(link.publish(self.status_topic, self.status("online"), qos=1, retain=True))
+        if self.desk is not None:
+            self.desk.connection_lost()  # results in flight on the last connection: again
         if self.mqtt.layout != "per_tag" or not self.mqtt.retain:
             return
         # Taken before any await: the current values are those of the rows committed up to
@@ -153,7 +174,9 @@ class JsonSession:
         self.current_sent += len(current)
 
     async def check(self, link: MqttLink, window: InflightWindow) -> None:
-        """Nothing to act on."""
+        """Publish the results of write commands, committed and not yet acknowledged."""
+        if self.desk is not None and self.desk.ready.is_set():
+            await self.desk.publish(link, window, self.prefix, results=True)
 
     async def send(
         self, link: MqttLink, window: InflightWindow, batch: StoredBatch, historical: bool

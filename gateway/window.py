@@ -10,7 +10,7 @@ so its PUBACK of the fence means it has read everything sent before.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 # Readings in flight at most (besides the message bound): bounds the memory paho holds for
@@ -47,6 +47,7 @@ class InflightWindow:
         self._left: dict[int, tuple[int, int]] = {}  # batch id -> (messages unacked, readings)
         self._unfenced: list[tuple[int, int]] = []  # (batch id, readings) sent at QoS 0
         self._fences: dict[int, list[tuple[int, int]]] = {}  # fence message id -> its batches
+        self._then: dict[int, Callable[[], None]] = {}  # message id -> called on its ack
         self.readings = 0  # readings in flight
         self.acked_readings = 0  # readings whose batches were released, since the start
         self.acked_messages = 0
@@ -72,10 +73,14 @@ class InflightWindow:
         self.readings += readings
         self._buffer.hold(batch_id)
 
-    def track(self, mid: int, batch_id: int | None = None) -> None:
+    def track(
+        self, mid: int, batch_id: int | None = None, then: Callable[[], None] | None = None
+    ) -> None:
         """A QoS 1 message went out: of a batch announced by :meth:`expect`, or of none
-        (status, current values)."""
+        (status, current values, results); ``then`` is called when it is acknowledged."""
         self._batch_of[mid] = batch_id
+        if then is not None:
+            self._then[mid] = then
 
     def sent_unacked(self, batch_id: int, readings: int) -> None:
         """A batch went out at QoS 0: it waits for the next fence."""
@@ -101,6 +106,9 @@ class InflightWindow:
             return  # a stale id, from before a reconnect
         batch_id = self._batch_of.pop(mid)
         self.acked_messages += 1
+        then = self._then.pop(mid, None)
+        if then is not None:
+            then()
         for fenced_id, readings in self._fences.pop(mid, ()):
             self._done(fenced_id, readings)
         if batch_id is not None:
@@ -129,6 +137,7 @@ class InflightWindow:
             + [i for fenced in self._fences.values() for i, _ in fenced]
         )
         self._batch_of.clear()
+        self._then.clear()
         self._left.clear()
         self._unfenced.clear()
         self._fences.clear()

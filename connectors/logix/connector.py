@@ -9,17 +9,19 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pycomm3 import CommError, LogixDriver
 
+from connectors.base import Writer
 from connectors.logix.config import LogixSource, LogixTag
 from connectors.logix.declared import declare
 from connectors.logix.driver import Driver, reason
 from connectors.logix.resolve import Resolved, TagTable, bad_sample, dimensions, plain_value
-from connectors.logix.writes import write_value
+from connectors.logix.writes import plc_type_of, write_value
 from gateway.errors import ConnectionLost, DeviceError
 from gateway.models import BAD_SAMPLE, Sample, Value
+from gateway.writes import PlcType
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ class LogixConnector:
         self._companion: str | None = None  # a small tag to pair with a lone large read
         self._problems: dict[str, str] = {}  # tag name -> why it is bad now, logged once
         self.requests_sent = 0  # CIP requests and fragments sent by read()
+        self._singles: dict[str, list[LogixTag]] = {}  # one-tag lists for read_back
 
     @property
     def connection_size(self) -> int:
@@ -102,6 +105,24 @@ class LogixConnector:
             good = [t for t, h in pairs if isinstance(h, Resolved) and t.name not in failed]
             self._note(bad, good)
         return samples
+
+    def plc_type(self, tag: LogixTag) -> PlcType | None:
+        """The tag's type for the write rules, as the controller (or the YAML) declares it;
+        None before the first connection. No I/O."""
+        table = self._table
+        if table is None:
+            return None
+        how = self._resolve(tag, table)
+        if isinstance(how, str):
+            return None
+        return plc_type_of(how)
+
+    async def read_back(self, tag: LogixTag) -> Sample:
+        """Read one tag now, outside the scans, to confirm a write."""
+        # One list object per tag, so the plan made for it is found again next time.
+        single = self._singles.setdefault(tag.name, [tag])
+        (sample,) = await self.read(single)
+        return sample
 
     async def write(self, tag: LogixTag, value: Value) -> None:
         """Write one tag's value (the caller has checked that writes are allowed).
@@ -272,3 +293,7 @@ def _some(items: list[str], sep: str = "; ") -> str:
     shown = sep.join(items[:MAX_NAMES_LOGGED])
     more = len(items) - MAX_NAMES_LOGGED
     return f"{shown} (and {more} more)" if more > 0 else shown
+
+
+if TYPE_CHECKING:  # the contract, checked by mypy
+    _writer: type[Writer[LogixTag]] = LogixConnector

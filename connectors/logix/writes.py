@@ -3,12 +3,36 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 from connectors.logix.resolve import INTEGER_BITS, Resolved, type_name
 from gateway.models import Value
+from gateway.writes import PlcType, boolean, floating, integer, string, unsupported
 
 REAL_MAX = 3.4028234663852886e38  # the largest finite 32-bit float
+
+
+def plc_type_of(resolved: Resolved) -> PlcType:
+    """What the write rules need to know of a resolved tag's Logix type."""
+    data_type = resolved.data_type
+    if isinstance(data_type, dict):
+        if "string" not in data_type:
+            return unsupported(type_name(data_type))  # a structure: its members are written
+        plc = string("STRING", length=int(data_type["string"]), charset="latin-1")
+    elif data_type == "BOOL":
+        plc = boolean("BOOL")
+    elif data_type in INTEGER_BITS:
+        plc = integer(data_type, INTEGER_BITS[data_type], not data_type.startswith("U"))
+    elif data_type in ("REAL", "LREAL"):
+        plc = floating(data_type, 32 if data_type == "REAL" else 64)
+    else:
+        return unsupported(str(data_type))
+    if resolved.elements > 1 and len(resolved.shape) <= 1:
+        return replace(plc, array=True, array_length=resolved.elements)
+    if resolved.elements > 1:
+        return unsupported(f"{resolved.type_name} (several dimensions)")
+    return plc
 
 
 def write_value(resolved: Resolved, value: Value) -> Any:

@@ -24,13 +24,14 @@ from typing import Any
 
 from buffer import Buffer, StoredBatch
 from buffer.marks import write_durably
+from gateway.commands import WriteDesk
 from gateway.config import Config
 from gateway.errors import BrokerError, MalformedMessage
 from gateway.models import Quality, epoch_ms
 from gateway.mqtt import MqttLink, Will
 from gateway.session import publish_fenced, publish_tracked
 from gateway.sparkplug import payloads
-from gateway.sparkplug.decode import parse_ncmd, parse_state
+from gateway.sparkplug.decode import parse_dcmd, parse_ncmd, parse_state
 from gateway.sparkplug.metrics import Aliases, SourceMetrics
 from gateway.sparkplug.tagmap import source_metrics
 from gateway.sparkplug.topics import MessageType, device_topic, node_topic, state_topic
@@ -77,6 +78,7 @@ class SparkplugSession:
         config: Config,
         buffer: Buffer,
         source_states: Callable[[], Mapping[str, str]] = dict,
+        desk: WriteDesk | None = None,
     ) -> None:
         sp = config.mqtt.sparkplug
         assert sp.group_id is not None  # the config refuses format sparkplug without it
@@ -93,9 +95,14 @@ class SparkplugSession:
         self._bd: int | None = None  # this connection's bdSeq
         self._seq = 0
         self.born: dict[str, bool] = {}
+        self.desk = desk
+        self.prefix = config.mqtt.topic_prefix
         self.host_online = self.host is None
         self._host_ts = -1  # the newest STATE timestamp seen: older ones are ignored
         self._host_changed = asyncio.Event()
+        # One event wakes the pump for all the session acts on: write results, rebirth, host.
+        self._attention = desk.ready if desk is not None else asyncio.Event()
+        self._dcmds = 0
         self._rebirth = False
         self.births = 0  # NBIRTHs sent (metrics, tests)
         self.deaths = 0  # DDEATHs sent
@@ -117,6 +124,11 @@ class SparkplugSession:
 
     # -- the session protocol ------------------------------------------------------------------
 
+    @property
+    def attention(self) -> asyncio.Event:
+        """Set when a rebirth, a host's STATE or a write result waits."""
+        return self._attention
+
     def will(self) -> Will:
         """NDEATH with the next bdSeq, QoS 1, not retained."""
         self._bd = self.bd_seq.next()
@@ -125,6 +137,8 @@ class SparkplugSession:
     def subscriptions(self) -> list[tuple[str, int]]:
         """Node commands (rebirth) and, with a primary host, its STATE."""
         topics = [(self.node(MessageType.NCMD), 1)]
+        if self.desk is not None:
+            topics.append((f"spBv1.0/{self.group}/DCMD/{self.edge}/+", 1))
         if self.host is not None:
             topics.append((state_topic(self.host), 1))
         return topics
@@ -138,6 +152,9 @@ class SparkplugSession:
                     log.info("sparkplug: rebirth requested")
                     self._rebirth = True
                     self._host_changed.set()  # wakes a wait for the host, too
+                    self._attention.set()
+            elif self.desk is not None and topic.startswith(f"spBv1.0/{self.group}/DCMD/"):
+                self._dcmd(topic.rsplit("/", 1)[-1], payload)
             elif self.host is not None and topic == state_topic(self.host):
                 state = parse_state(payload)
                 if state.timestamp < self._host_ts:
@@ -151,6 +168,7 @@ class SparkplugSession:
                     )
                 self.host_online = state.online
                 self._host_changed.set()
+                self._attention.set()
         except MalformedMessage as exc:
             log.warning("sparkplug: ignored a message on %s: %s", topic, exc)
 
@@ -178,6 +196,11 @@ class SparkplugSession:
             raise BrokerError(f"primary host {self.host} is offline; waiting for it")
         if self._rebirth:
             await self._birth(link, window)
+        if self.desk is not None:
+            if self._attention.is_set():
+                await self.desk.publish(link, window, self.prefix, results=False)
+        else:
+            self._attention.clear()
 
     async def send(
         self, link: MqttLink, window: InflightWindow, batch: StoredBatch, historical: bool
@@ -226,6 +249,22 @@ class SparkplugSession:
 
     # -- births and deaths ---------------------------------------------------------------------
 
+    def _dcmd(self, source: str, payload: bytes) -> None:
+        """A DCMD's metrics become write commands (answered on the audit topic)."""
+        assert self.desk is not None
+        metrics = self.metrics.get(source)
+        if metrics is None:
+            log.warning("sparkplug: DCMD for %s, which is not a device of this node", source)
+            return
+        try:
+            commands = parse_dcmd(payload, metrics)
+        except MalformedMessage as exc:
+            log.warning("sparkplug: DCMD for %s refused: %s", source, exc)
+            return
+        for command in commands:
+            self._dcmds += 1
+            self.desk.submit_value(source, command.tag, command.value, f"dcmd-{self._dcmds}")
+
     async def _birth(self, link: MqttLink, window: InflightWindow) -> None:
         """NBIRTH (seq 0), a DBIRTH per source, a DDEATH for each whose PLC is lost now."""
         self._rebirth = False
@@ -245,6 +284,8 @@ class SparkplugSession:
             link.publish(topic, payload, qos=0, retain=False)
         await publish_tracked(link, window, [(self.fence_topic, b"")], retain=False)
         self.births += 1
+        if self.desk is not None:
+            self.desk.connection_lost()  # results in flight on the last connection: again
 
     def _dbirth(self, source: str) -> tuple[str, bytes]:
         metrics = self.metrics[source]

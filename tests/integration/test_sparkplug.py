@@ -393,3 +393,37 @@ async def test_tail_decodes_births_data_by_alias_and_deaths(
     assert "DDATA" in text
     data = text[text.index("DDATA") :]
     assert "counter" in data  # the alias was resolved to its name from the birth
+
+
+async def test_a_dcmd_writes_a_writable_tag_and_is_audited(
+    tmp_path: Path, mosquitto: Mosquitto, modbus_sim: ModbusSimulator
+) -> None:
+    config = sparkplug_config(tmp_path, mosquitto.port, modbus_sim.port)
+    config["gateway"]["writes"] = True
+    config["sources"][0]["tags"].append(
+        {"name": "setpoint", "address": "holding:150", "type": "int16", "writable": True}
+    )
+    host = Host(mosquitto.port).start()
+    audit: list[bytes] = []
+    host.client.message_callback_add(
+        "t/line/_gateway/audit", lambda c, u, m: audit.append(m.payload)
+    )
+    host.client.subscribe("t/line/_gateway/audit", qos=1)
+    try:
+        async with running(config):
+            await async_wait_until(lambda: "DBIRTH" in host.kinds(), 10)
+            (command,) = encode_with_tahu(
+                [
+                    {
+                        "timestamp": int(time.time() * 1000),
+                        "metrics": [{"name": "setpoint", "type": "Int16", "value": -77}],
+                    }
+                ]
+            )
+            host.publish(f"spBv1.0/{GROUP}/DCMD/{EDGE}/press1", command)
+            await async_wait_until(lambda: bool(audit), 10)
+    finally:
+        host.stop()
+    entry = json.loads(audit[0])
+    assert (entry["tag"], entry["result"], entry["after"]) == ("setpoint", "written", -77)
+    assert modbus_sim.context.units[1].holding[150] == (-77) & 0xFFFF
