@@ -145,8 +145,10 @@ class Publisher:
         at once, the backlog found at connect time behind them, historical and paced."""
         link = self._link
         assert link is not None
-        # The boundary is taken before the session opens: what it says at the opening (the
-        # newest values) is of the rows up to the boundary, never newer than what follows.
+        # Once the session may open (a primary host online), everything committed so far is
+        # the backlog; what the opening says (the newest values) is of those rows, never newer
+        # than what follows.
+        await self.session.ready(link)
         replay = ReplayCursor(self.buffer.max_id, self.mqtt.replay.order, self.mqtt.replay.max_rate)
         await self.session.begin(link, self.window)
         self.stats.state = "online"

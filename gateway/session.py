@@ -40,6 +40,9 @@ class Session(Protocol):
     def received(self, topic: str, payload: bytes) -> None:
         """A message on one of the subscriptions (called on the event loop)."""
 
+    async def ready(self, link: MqttLink) -> None:
+        """Wait until the session may open (e.g. its primary host is online)."""
+
     async def begin(self, link: MqttLink, window: InflightWindow) -> None:
         """The connection is open: say so (status, current values, births)."""
 
@@ -154,6 +157,9 @@ class JsonSession:
         source, _, tag = topic[len(head) : -len(tail)].partition("/")
         if source and tag and "/" not in tag:
             self.desk.submit(source, tag, payload)
+
+    async def ready(self, link: MqttLink) -> None:
+        """At once."""
 
     async def begin(self, link: MqttLink, window: InflightWindow) -> None:
         """Online status, then the newest reading of every tag, retained (per_tag)."""

@@ -172,8 +172,8 @@ class SparkplugSession:
         except MalformedMessage as exc:
             log.warning("sparkplug: ignored a message on %s: %s", topic, exc)
 
-    async def begin(self, link: MqttLink, window: InflightWindow) -> None:
-        """Wait for the primary host (if one is set), then NBIRTH and every DBIRTH."""
+    async def ready(self, link: MqttLink) -> None:
+        """Wait for the primary host, if one is set, to say it is online."""
         assert self._bd is not None
         self.bd_seq.used(self._bd)  # the broker holds this connection's will now
         if not self.host_online:
@@ -186,6 +186,9 @@ class SparkplugSession:
             changed.cancel()
             if closed.done():
                 raise BrokerError(f"connection closed: {closed.result()}")
+
+    async def begin(self, link: MqttLink, window: InflightWindow) -> None:
+        """NBIRTH and every DBIRTH."""
         await self._birth(link, window)
 
     async def check(self, link: MqttLink, window: InflightWindow) -> None:

@@ -188,15 +188,17 @@ def test_not_yaml() -> None:
     assert found[0].startswith("not valid YAML (line 2)")
 
 
-def test_sparkplug_is_refused_until_it_exists() -> None:
-    found = problems(
-        GOOD.replace(
-            "  url: mqtt://127.0.0.1:1883\n", "  url: mqtt://127.0.0.1:1883\n  format: sparkplug\n"
-        )
+def test_sparkplug_needs_a_group_id() -> None:
+    text = GOOD.replace(
+        "  url: mqtt://127.0.0.1:1883\n", "  url: mqtt://127.0.0.1:1883\n  format: sparkplug\n"
     )
-    assert found == [
-        "mqtt.format: format 'sparkplug' is not available in this version yet; use json (c.yaml:5)"
+    assert problems(text) == [
+        "mqtt: format sparkplug needs sparkplug.group_id (e.g. plant1) (c.yaml:3)"
     ]
+    config = parse_config(
+        text.replace("format: sparkplug", "format: sparkplug\n  sparkplug: {group_id: plant1}")
+    )
+    assert config.mqtt.sparkplug.group_id == "plant1"
 
 
 def test_validate_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
