@@ -112,11 +112,11 @@ class SparkplugConfig(Strict):
     """Sparkplug B identities."""
 
     group_id: Name | None = None
-    """Sparkplug group id (format sparkplug is not available in this version)."""
+    """Sparkplug group id, for the planned sparkplug format (not used by this version)."""
     edge_node_id: Name | None = None
-    """Sparkplug edge node id (default: the gateway name)."""
+    """Sparkplug edge node id, for the planned sparkplug format (not used by this version)."""
     primary_host_id: str | None = None
-    """Sparkplug primary host whose STATE gates publishing."""
+    """Sparkplug primary host id, for the planned sparkplug format (not used by this version)."""
 
 
 class MqttConfig(Credentials):
