@@ -139,6 +139,8 @@ def _yaml_view(schema: dict[str, Any], kinds: list[tuple[Any, Any]]) -> dict[str
             out[keyword] = out.pop(name)
     if "prefixItems" in out:  # draft 2020-12's tuples, written as draft 7 writes them
         out["items"] = out.pop("prefixItems")
+    if out.get("format") == "path":  # pydantic's own name: validators warn of an unknown format
+        del out["format"]
     if "description" in out:  # one line, and first: what a key is, then what it takes
         out = {"description": " ".join(out.pop("description").split()), **out}
     if isinstance(out.get("default"), dict):
