@@ -133,6 +133,7 @@ def as_tag_map(where: str, block: str) -> Any:
 
 
 def examples() -> Iterator[Any]:
+    # config.yaml is also the simulators' demo config (`make demo` runs simulators/demo.py with it).
     yield pytest.param("config.yaml", (ROOT / "config.yaml").read_text(), id="config.yaml")
     for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         for where, block in yaml_blocks(path):
