@@ -4,8 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv mosquitto node node-deps cluster-deps proto demo test lint pytest bench lock clean \
-	mosquitto-clients nodered bench-tools bench-peers
+.PHONY: venv mosquitto node node-deps cluster-deps proto schema demo test lint pytest bench lock \
+	clean mosquitto-clients nodered bench-tools bench-peers
 
 venv: $(STAMP)
 
@@ -51,6 +51,12 @@ $(NODE_DEPS): tests/sparkplug_js/package.json tests/sparkplug_js/package-lock.js
 # Regenerate the Sparkplug protobuf module after editing its schema (a test checks it is current).
 proto: venv
 	cd gateway/sparkplug && ../../$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. sparkplug_b.proto
+
+# Regenerate the tag map's JSON Schema after changing a config model (a test checks it is
+# current); config.yaml's first line points editors (VS Code's YAML extension) at it.
+schema: venv
+	$(BIN)/python -m gateway schema > plantgate.schema.json.tmp
+	mv plantgate.schema.json.tmp plantgate.schema.json
 
 # The aedes cluster of the failover tests (simulators/cluster): redis-server from Debian's
 # packages (Debian 12 ships 7.0.15) and the node packages pinned by

@@ -265,6 +265,14 @@ def cmd_import(args: argparse.Namespace) -> int:
     )  # fmt: skip
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the tag map's JSON Schema (the repository ships it as plantgate.schema.json)."""
+    from gateway.schema_export import schema_text
+
+    sys.stdout.write(schema_text())
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -334,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--strict", action="store_true", help="exit 2 when the broker or a source is down"
     )
     p.set_defaults(func=cmd_health)
+    p = sub.add_parser("schema", help="print the tag map's JSON Schema (for editors)")
+    p.set_defaults(func=cmd_schema)
     p = sub.add_parser("tail", help="print the values the gateway publishes")
     with_config(p)
     p.add_argument("--topic", help="topic filter (default: {topic_prefix}/#)")

@@ -29,10 +29,14 @@ class BufferConfig(Strict):
     """Where and how much the store-and-forward buffer keeps."""
 
     path: Path = Path("./data/buffer.db")
-    # Everything on disk: database, WAL, shared memory and the disk-full reserve.
+    """The SQLite database; health.json and the seq marks are written beside it."""
     max_bytes: Size = 2**30
+    """Everything the buffer puts on disk (database, WAL, shared memory, disk-full reserve),
+    1MiB..1TiB; beyond it the oldest batches are dropped and counted."""
     max_age: Duration = 7 * 86400.0
+    """Batches stored longer ago than this are dropped and counted (at least 1m)."""
     durability: Literal["normal", "full"] = "normal"
+    """normal: survives a killed process; full: also survives power loss (slower commits)."""
 
     @field_validator("max_bytes")
     @classmethod
@@ -56,26 +60,37 @@ class GatewayConfig(Strict):
     """The gateway itself."""
 
     name: Name
+    """This gateway's name: letters, digits, '_' and '-'; the MQTT client id by default."""
     writes: bool = False
-    write_max_age: Duration = 30.0  # a write command older than this on arrival expires
+    """Allow writes to PLCs at all; each tag must also say writable: true."""
+    write_max_age: Duration = 30.0
+    """A write command older than this on arrival expires."""
     buffer: BufferConfig = BufferConfig()
+    """The store-and-forward buffer."""
     metrics_interval: Annotated[Duration, Field(ge=0.1, le=3600)] = 10.0
+    """How often the metrics are published and health.json is stamped (0.1s..1h)."""
 
 
 class TlsConfig(Strict):
     """TLS towards the broker; verification stays on unless ``insecure: true``."""
 
     ca_file: Path | None = None
+    """CA certificate(s) that issued the broker's certificate (default: the system's)."""
     cert_file: Path | None = None
+    """Client certificate, for brokers that ask for one (with key_file)."""
     key_file: Path | None = None
+    """The client certificate's private key (with cert_file)."""
     insecure: bool = False
+    """true: do not verify the broker's certificate or host name (for tests only)."""
 
 
 class ReconnectConfig(Strict):
     """Waits between attempts to reach the broker: doubling from ``min`` up to ``max``, jittered."""
 
     min: Duration = 0.25
+    """First wait after a failed attempt."""
     max: Duration = 5.0
+    """Longest wait between attempts."""
 
     @model_validator(mode="after")
     def _order(self) -> ReconnectConfig:
@@ -88,34 +103,55 @@ class ReplayConfig(Strict):
     """How the backlog is sent after an outage."""
 
     order: Literal["live_first", "in_order"] = "live_first"
-    max_rate: int = Field(default=5000, gt=0)  # readings/s
+    """live_first: new readings at once, the backlog behind them; in_order: oldest first."""
+    max_rate: int = Field(default=5000, gt=0)
+    """Backlog readings per second, at most."""
 
 
 class SparkplugConfig(Strict):
     """Sparkplug B identities."""
 
     group_id: Name | None = None
+    """Sparkplug group id, for the planned sparkplug format (not used by this version)."""
     edge_node_id: Name | None = None
+    """Sparkplug edge node id, for the planned sparkplug format (not used by this version)."""
     primary_host_id: str | None = None
+    """Sparkplug primary host id, for the planned sparkplug format (not used by this version)."""
 
 
 class MqttConfig(Credentials):
     """The one broker the gateway publishes to."""
 
     url: str = "mqtt://127.0.0.1:1883"
-    client_id: str | None = None  # default: the gateway name
+    """The broker: mqtt://HOST[:PORT] (1883) or mqtts://HOST[:PORT] (8883, TLS)."""
+    client_id: str | None = None
+    """MQTT client id (default: the gateway name)."""
     tls: TlsConfig = TlsConfig()
+    """Certificates for mqtts://."""
     format: Literal["json", "sparkplug"] = "json"
+    """Payload format; only json in this version (sparkplug is refused by validate)."""
     topic_prefix: str = "plantgate"
+    """Every topic starts with it: {topic_prefix}/{source}/{tag}; no wildcards, no '/' at
+    either end."""
     layout: Literal["per_tag", "per_batch"] = "per_tag"
+    """per_tag: one message per reading on {topic_prefix}/{source}/{tag}; per_batch: one per
+    scan on {topic_prefix}/{source}."""
     qos: Literal[0, 1] = 1
+    """QoS of the readings; either way a batch leaves the buffer only once acknowledged."""
     retain: bool = True
+    """Retain live per_tag values (replayed history is never retained)."""
     keepalive: Annotated[Duration, Field(ge=1, le=65535)] = 30.0  # MQTT's limit
-    connect_timeout: Duration = 10.0  # TCP, TLS and CONNACK, each
+    """MQTT keepalive (1s..65535s)."""
+    connect_timeout: Duration = 10.0
+    """Longest wait for each of TCP, TLS and the broker's CONNACK."""
     reconnect: ReconnectConfig = ReconnectConfig()
+    """Waits between attempts to reach the broker."""
     max_inflight: int = Field(default=1000, ge=1, le=60000)  # paho's message ids end at 65,535
+    """Messages sent and not yet acknowledged, at most."""
     replay: ReplayConfig = ReplayConfig()
+    """How the backlog is sent after an outage."""
     sparkplug: SparkplugConfig = SparkplugConfig()
+    """Sparkplug B identities (format sparkplug is not available in this version)."""
 
     @field_validator("url")
     @classmethod
@@ -170,8 +206,11 @@ class Config(Strict):
     """The whole tag map."""
 
     gateway: GatewayConfig
+    """The gateway itself: its name, writes switch, buffer and metrics."""
     mqtt: MqttConfig = MqttConfig()
+    """The one broker the gateway publishes to."""
     sources: list[SourceConfig] = Field(min_length=1)
+    """One entry per PLC connection; protocol: modbus, opcua or logix picks its keys."""
 
 
 def duplicate_names(config: Config) -> list[tuple[Loc, str]]:

@@ -81,10 +81,39 @@ def format_duration(seconds: float) -> str:
     return f"{ms}ms"
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
+# What the YAML may write, for the JSON Schema editors read (plantgate.schema.json); the parsers
+# above decide. Bare numbers are seconds and bytes.
+_DURATION_TEXT = Annotated[
+    str,
+    Field(
+        pattern=_DURATION.pattern,
+        json_schema_extra={"patternErrorMessage": "a duration such as 250ms, 1s, 5m, 2h or 7d"},
+    ),
+]
+_SIZE_TEXT = Annotated[
+    str,
+    Field(
+        pattern=_SIZE.pattern,
+        json_schema_extra={"patternErrorMessage": "a size such as 512MiB, 1GiB or 2GB"},
+    ),
+]
+
+Duration = Annotated[
+    float,
+    BeforeValidator(
+        parse_duration,
+        json_schema_input_type=_DURATION_TEXT | Annotated[float, Field(gt=0, le=MAX_DURATION)],
+    ),
+    PlainSerializer(format_duration),
+]
 """Seconds, written in YAML as ``250ms``, ``1s``, ``5m``, ``7d``."""
 
-Size = Annotated[int, BeforeValidator(parse_size)]
+Size = Annotated[
+    int,
+    BeforeValidator(
+        parse_size, json_schema_input_type=_SIZE_TEXT | Annotated[int, Field(gt=0, le=MAX_SIZE)]
+    ),
+]
 """Bytes, written in YAML as ``512MiB`` or ``2GB``."""
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$", min_length=1, max_length=64)]
@@ -99,19 +128,26 @@ TagName = Annotated[
 class Strict(BaseModel):
     """Base for every config model: unknown keys are errors, never silently ignored."""
 
+    # The string under a field is its description in the JSON Schema: ``plantgate schema``
+    # reads it from the source (pydantic's use_attribute_docstrings would at every start).
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class WriteLimits(Strict):
     """A writable tag's limits on what a command may write (``write:`` under the tag)."""
 
-    min: float | None = None  # engineering units, like the readings
+    min: float | None = None
+    """Lowest value a command may write, in engineering units like the readings."""
     max: float | None = None
+    """Highest value a command may write, in engineering units like the readings."""
     allowed: list[StrictBool | StrictInt | StrictFloat | StrictStr] | None = Field(
         default=None, min_length=1
-    )  # the only values a command may write (enumerations, recipe names)
-    max_rate: float | None = Field(default=None, gt=0)  # accepted writes per second
-    max_age: Duration | None = None  # default: gateway.write_max_age
+    )
+    """The only values a command may write (enumerations, recipe names)."""
+    max_rate: float | None = Field(default=None, gt=0)
+    """Accepted writes per second, at most."""
+    max_age: Duration | None = None
+    """A command older than this on arrival expires (default: gateway.write_max_age)."""
 
     @model_validator(mode="after")
     def _check(self) -> WriteLimits:
@@ -131,13 +167,22 @@ class TagBase(Strict):
     """Keys every tag has, whatever its protocol."""
 
     name: TagName
+    """The tag's name in topics: letters, digits, '_', '-' and '.'; unique within its source."""
     units: str | None = None
+    """Engineering units, e.g. degC; for people reading the config (JSON payloads omit it)."""
     deadband: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    """on_change: a number is reported when it moved more than this from the last reported
+    value."""
     report: Literal["on_change", "always"] = "on_change"
+    """on_change: only changed values (and quality changes); always: every scan."""
     heartbeat: Duration | None = None
-    scan: Annotated[Duration, Field(ge=MIN_SCAN)] | None = None  # None: the source's scan
+    """Republish an unchanged value at least this often (on_change only)."""
+    scan: Annotated[Duration, Field(ge=MIN_SCAN)] | None = None
+    """This tag's own scan interval (default: the source's scan)."""
     writable: bool = False
+    """Commands may write this tag (also needs gateway.writes: true)."""
     write: WriteLimits | None = None
+    """Limits on what a command may write to this tag (needs writable: true)."""
 
     @model_validator(mode="after")
     def _write_limits(self) -> TagBase:
@@ -152,17 +197,24 @@ class SourceBase(Strict):
     """Keys every source (one PLC connection) has, whatever its protocol."""
 
     name: Name
+    """The source's name in topics: letters, digits, '_' and '-'; unique."""
     scan: Annotated[Duration, Field(ge=MIN_SCAN)] = 1.0
+    """How often its tags are read (a tag's own scan overrides it)."""
     connect_timeout: Duration = 5.0
-    backoff_max: Duration = 30.0  # longest wait between reconnect attempts
+    """Longest wait for the connection to the device to open."""
+    backoff_max: Duration = 30.0
+    """Longest wait between reconnect attempts (full-jitter exponential backoff from 0.5s)."""
 
 
 class Credentials(Strict):
     """A user name and its password, given through ``${VAR}`` or read from ``password_file``."""
 
     username: str | None = None
+    """User name to log in with (anonymous when not set)."""
     password: str | None = None
+    """The password, as ${VAR} from the environment (a literal is warned about)."""
     password_file: Path | None = None
+    """A file holding the password (e.g. a container secret), instead of password."""
 
     @model_validator(mode="after")
     def _one_secret(self) -> Credentials:

@@ -12,12 +12,17 @@ from connectors.logix.declared import LogixType, declare, parse_type
 from connectors.logix.resolve import TagTable
 from gateway.schema import Duration, SourceBase, TagBase
 
+# Both are text in the YAML (the JSON Schema's view); their parsers decide the rest.
 LogixAddress = Annotated[
     Address,
-    BeforeValidator(lambda v: v if isinstance(v, Address) else parse_address(v)),
+    BeforeValidator(
+        lambda v: v if isinstance(v, Address) else parse_address(v), json_schema_input_type=str
+    ),
     PlainSerializer(str),
 ]
-DeclaredType = Annotated[LogixType, BeforeValidator(parse_type), PlainSerializer(str)]
+DeclaredType = Annotated[
+    LogixType, BeforeValidator(parse_type, json_schema_input_type=str), PlainSerializer(str)
+]
 
 DEFAULT_PORT = 44818
 # port/link pairs: backplane|bp|enet|N / slot|IP, e.g. backplane/2/enet/10.1.1.5/backplane/0
@@ -28,9 +33,11 @@ class LogixTag(TagBase):
     """One controller or program tag (or a member, element, slice or bit of one)."""
 
     address: LogixAddress
-    # The type of the last name in the address, as Studio 5000 declares it (DINT, REAL[100],
-    # STRING): lets the source read without the controller's tag list.
+    """As in Studio 5000: Tag, Program:Main.Tag, Arr[2,1], Udt.Member, Dint.5, Arr[0]{10}."""
+    # Lets the source read without the controller's tag list.
     type: DeclaredType | None = None
+    """The declared type of the address's last name, as in Studio 5000: DINT, REAL[100],
+    STRING."""
 
     @model_validator(mode="after")
     def _type_fits_address(self) -> LogixTag:
@@ -47,16 +54,24 @@ class LogixSource(SourceBase):
     """One CIP connection to a ControlLogix, CompactLogix or Micro800 controller."""
 
     protocol: Literal["logix"]
+    """Allen-Bradley Logix over EtherNet/IP (CIP)."""
     host: str = Field(min_length=1)
+    """The controller's (or its Ethernet module's) host name or IP address."""
     port: int = Field(default=DEFAULT_PORT, ge=1, le=65534)  # pycomm3 refuses 65535
+    """EtherNet/IP TCP port."""
     # None: no slot in the path; pycomm3 then assumes slot 0, and drops it for a Micro800.
     slot: int | None = Field(default=0, ge=0, le=255)
-    route: str | None = None  # a full CIP route instead of slot, for controllers behind a bridge
-    timeout: Duration = 5.0  # longest wait for one reply
-    # Upload the controller's tag list at connect? None (default): only when a tag does not
-    # declare its type. false: never (every tag must declare its type).
+    """The controller's slot in the chassis; null for a Micro800."""
+    route: str | None = None
+    """A full CIP route instead of slot, e.g. backplane/2/enet/10.1.1.5/backplane/0."""
+    timeout: Duration = 5.0
+    """Longest wait for one reply."""
+    # None (default): only when a tag does not declare its type.
     tag_list: bool | None = None
+    """Upload the controller's tag list at connect: not set = only when a tag has no type;
+    false = never (every tag declares its type); true = always."""
     tags: list[LogixTag] = Field(min_length=1)
+    """The tags to read from this controller."""
 
     @field_validator("route")
     @classmethod

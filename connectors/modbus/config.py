@@ -12,9 +12,32 @@ from connectors.modbus.codec import ByteOrder, DataType, register_count
 from gateway.schema import Duration, SourceBase, Strict, TagBase
 from gateway.writes import PlcType, Scaling, boolean, floating, integer, string
 
+# What the YAML may write, for the JSON Schema editors read (parse_address decides): text, or a
+# Modicon number left unquoted (YAML makes it an integer; a leading 0 would make it octal).
+_ADDRESS_TEXT = Annotated[
+    str,
+    Field(
+        pattern=r"^\s*((input|holding):\d+(\.(1[0-5]|\d))?|(coil|discrete):\d+"
+        r"|[0134]\d{4,5}|[34]\d{4,5}\.(1[0-5]|\d))\s*$",
+        json_schema_extra={
+            "patternErrorMessage": "coil|discrete|input|holding:N, holding:N.BIT or 40101"
+        },
+    ),
+]
+_MODICON_NUMBERS = (
+    Annotated[int, Field(ge=10001, le=19999)]  # discrete inputs, 5 digits
+    | Annotated[int, Field(ge=100001, le=165536)]  # 6 digits
+    | Annotated[int, Field(ge=30001, le=39999)]  # input registers
+    | Annotated[int, Field(ge=300001, le=365536)]
+    | Annotated[int, Field(ge=40001, le=49999)]  # holding registers
+    | Annotated[int, Field(ge=400001, le=465536)]
+)
 ModbusAddress = Annotated[
     Address,
-    BeforeValidator(lambda v: v if isinstance(v, Address) else parse_address(str(v))),
+    BeforeValidator(
+        lambda v: v if isinstance(v, Address) else parse_address(str(v)),
+        json_schema_input_type=_ADDRESS_TEXT | _MODICON_NUMBERS,
+    ),
     PlainSerializer(str),
 ]
 
@@ -27,8 +50,11 @@ class Scale(Strict):
     """Linear scaling from a raw range to an engineering range."""
 
     raw: tuple[float, float]
+    """Two raw device values, e.g. [0, 27648]..."""
     eng: tuple[float, float]
+    """...and the engineering values they mean, e.g. [0, 100]."""
     clamp: bool = False
+    """Keep scaled values inside the eng range."""
 
     @model_validator(mode="after")
     def _check(self) -> Scale:
@@ -41,13 +67,22 @@ class ModbusTag(TagBase):
     """One value in a Modbus device's tables."""
 
     address: ModbusAddress
-    unit_id: int | None = Field(default=None, ge=0, le=255)  # default: the source's
-    type: DataType | None = None  # default: bool for coils/discrete/bits, uint16 for registers
+    """coil:N, discrete:N, input:N, holding:N (0-based), holding:N.BIT, or a Modicon number
+    (1-based: 40101 is holding:100)."""
+    unit_id: int | None = Field(default=None, ge=0, le=255)
+    """The unit behind a gateway, when it is not the source's."""
+    type: DataType | None = None
+    """The value's type (default: bool for coils, discrete inputs and bits, else uint16)."""
     length: int | None = Field(default=None, ge=1, le=MAX_REGISTERS)
-    byte_order: ByteOrder | None = None  # default: the source's
+    """type string: its length in registers, two characters each."""
+    byte_order: ByteOrder | None = None
+    """This tag's byte order (default: the source's)."""
     scale: Scale | None = None
+    """Linear scaling from a raw range to an engineering range."""
     multiplier: float | None = None
+    """value = raw x multiplier + offset (instead of scale)."""
     offset: float | None = None
+    """value = raw x multiplier + offset (instead of scale)."""
 
     @model_validator(mode="after")
     def _check(self) -> ModbusTag:
@@ -136,18 +171,28 @@ class ModbusSource(SourceBase):
     """One Modbus TCP connection (a PLC, or a gateway with several unit ids behind it)."""
 
     protocol: Literal["modbus"]
+    """Modbus TCP."""
     host: str
+    """The device's host name or IP address."""
     port: int = Field(default=502, ge=1, le=65535)
+    """The device's TCP port."""
     unit_id: int = Field(default=1, ge=0, le=255)
+    """Modbus unit id (slave id) of the device or of the unit behind a gateway."""
     byte_order: ByteOrder = "ABCD"
-    timeout: Duration = 3.0  # per request
-    retries: int = Field(default=0, ge=0, le=10)  # extra tries of a request that got no answer
-    request_delay: Duration | None = None  # pause between requests, for slow serial gateways
-    max_gap: int = Field(
-        default=0, ge=0, le=MAX_REGISTERS
-    )  # unused registers read to merge requests
+    """Where a value's bytes sit in the registers: ABCD, CDAB, BADC, DCBA (64-bit names too)."""
+    timeout: Duration = 3.0
+    """Longest wait for one reply."""
+    retries: int = Field(default=0, ge=0, le=10)
+    """Extra tries of a request that got no answer."""
+    request_delay: Duration | None = None
+    """Pause between requests, for slow serial gateways."""
+    max_gap: int = Field(default=0, ge=0, le=MAX_REGISTERS)
+    """Unused registers one request may read to merge two requests into one."""
     max_registers_per_read: int = Field(default=MAX_REGISTERS, ge=1, le=MAX_REGISTERS)
-    # TCP connections a scan's requests are spread over, each waiting on its own replies:
-    # only for devices that accept that many clients at once.
+    """Cap on registers per read request, for devices that refuse long reads."""
+    # Each connection waits on its own replies: only for devices that accept that many clients.
     connections: int = Field(default=1, ge=1, le=16)
+    """TCP connections a scan's requests are spread over (only if the device accepts as many
+    clients)."""
     tags: list[ModbusTag] = Field(min_length=1)
+    """The values to read from this device."""

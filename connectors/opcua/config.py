@@ -14,7 +14,10 @@ from gateway.schema import Credentials, Duration, SourceBase, Strict, TagBase
 
 NodeId = Annotated[
     NodeRef,
-    BeforeValidator(lambda v: v if isinstance(v, NodeRef) else parse_node_id(v)),
+    BeforeValidator(
+        lambda v: v if isinstance(v, NodeRef) else parse_node_id(v),
+        json_schema_input_type=str,  # the JSON Schema's view; parse_node_id decides
+    ),
     PlainSerializer(str),
 ]
 
@@ -35,13 +38,21 @@ class OpcUaSecurity(Strict):
     """
 
     policy: Policy = "None"
+    """Security policy: None, Basic256Sha256 or Aes128Sha256RsaOaep."""
     mode: Literal["Sign", "SignAndEncrypt"] = "SignAndEncrypt"
+    """Message security mode (ignored with policy None)."""
     cert_file: Path | None = None
+    """Client certificate (DER or PEM; with key_file); default: one generated under pki_dir/own."""
     key_file: Path | None = None
+    """The client certificate's private key (with cert_file)."""
     trust_dir: Path | None = None
+    """Server certificates to trust (default: pki_dir/trusted)."""
     pki_dir: Path = Path("./data/pki")
-    insecure: bool = False  # true: accept any server certificate (verification off, logged)
-    application_uri: str | None = None  # default: the URI in the client certificate
+    """The PKI directory: own/, trusted/ and rejected/."""
+    insecure: bool = False
+    """true: accept any server certificate (verification off, logged at every connect)."""
+    application_uri: str | None = None
+    """The client's application URI (default: the URI in the client certificate)."""
 
     @model_validator(mode="after")
     def _check(self) -> OpcUaSecurity:
@@ -71,9 +82,11 @@ class OpcUaTag(TagBase):
     """One variable on an OPC UA server."""
 
     node: NodeId
-    # Server-side deadband in subscription mode (the DataChangeFilter); default: absolute
-    # when ``deadband`` is set, the same rule the runtime applies to polled values.
+    """The node id: ns=2;s=Tag, i=2258, g=GUID, b=base64, or (preferred) nsu=URI;s=Tag."""
+    # Default: absolute when ``deadband`` is set, the same rule the runtime applies to polled
+    # values.
     deadband_type: Literal["absolute", "percent"] | None = None
+    """Server-side deadband while subscribed (a DataChangeFilter); percent is of the EURange."""
 
     @model_validator(mode="after")
     def _check(self) -> OpcUaTag:
@@ -92,20 +105,34 @@ class OpcUaSource(SourceBase, Credentials):
     """
 
     protocol: Literal["opcua"]
+    """OPC UA (binary, opc.tcp)."""
     url: str
+    """The server: opc.tcp://HOST[:PORT] (4840), without credentials."""
     security: OpcUaSecurity = OpcUaSecurity()
-    user_cert_file: Path | None = None  # X509 user identity: the user's certificate (DER/PEM)
-    user_key_file: Path | None = None  # and its private key (PEM/DER, not encrypted)
-    subscribe: bool = True  # monitored items; false: poll with bulk reads every scan
-    sampling_interval: Duration | None = None  # default: each tag's scan
+    """Message security and how the server's certificate is trusted."""
+    user_cert_file: Path | None = None
+    """Log in with a user certificate (X509, DER or PEM; with user_key_file)."""
+    user_key_file: Path | None = None
+    """The user certificate's private key (PEM or DER, not encrypted)."""
+    subscribe: bool = True
+    """true: monitored items; false: poll with bulk Read requests every scan."""
+    sampling_interval: Duration | None = None
+    """How often the server samples each monitored item (default: each tag's scan)."""
     # Default: the fastest sampling interval, at most MAX_DEFAULT_PUBLISHING.
     publishing_interval: Duration | None = None
+    """How often the server may send changes (default: the fastest sampling, at most 100ms)."""
     queue_size: int = Field(default=1, ge=1, le=10_000)
+    """Samples the server keeps per monitored item between two publishes."""
     max_nodes_per_read: int = Field(default=500, ge=1, le=100_000)
-    watchdog: Duration = 5.0  # how often a subscribed session proves it is alive
-    timeout: Duration = 5.0  # per request
+    """Nodes per Read request when polling."""
+    watchdog: Duration = 5.0
+    """How often a subscribed session proves it is alive."""
+    timeout: Duration = 5.0
+    """Longest wait for one request's answer."""
     session_timeout: Duration = 60.0
+    """Requested session lifetime without traffic."""
     tags: list[OpcUaTag] = Field(min_length=1)
+    """The variables to read from this server."""
 
     @field_validator("url")
     @classmethod
