@@ -112,11 +112,11 @@ class SparkplugConfig(Strict):
     """Sparkplug B identities."""
 
     group_id: Name | None = None
-    """Sparkplug group id, for the planned sparkplug format (not used by this version)."""
+    """Sparkplug group id (required with format: sparkplug)."""
     edge_node_id: Name | None = None
-    """Sparkplug edge node id, for the planned sparkplug format (not used by this version)."""
+    """Sparkplug edge node id (default: gateway.name)."""
     primary_host_id: str | None = None
-    """Sparkplug primary host id, for the planned sparkplug format (not used by this version)."""
+    """Primary host application id: birth only while its STATE says online."""
 
 
 class MqttConfig(Credentials):

@@ -148,7 +148,7 @@ def test_every_default_in_a_keys_table_is_the_models(page: str, model: type[Base
 
 
 def test_the_gateway_topics_in_the_docs_are_published() -> None:
-    publisher = (ROOT / "gateway" / "publisher.py").read_text()
+    publisher = "".join(p.read_text() for p in (ROOT / "gateway").rglob("*.py"))
     for page in PAGES:
         for paragraph in prose(page).split("\n\n"):
             for topic in re.findall(r"_gateway/([a-z]+)", paragraph):

@@ -274,8 +274,8 @@ ONLY_VALIDATE_REFUSES = {
     "broker url over http": [(("mqtt", "url"), "http://broker:1883")],
     "OPC UA url over http": [((*UA, "url"), "http://plc:4840")],
     "wildcard in topic_prefix": [(("mqtt", "topic_prefix"), "acme/#")],
-    # A choice this version refuses though its model names it (the schema lists the model's).
-    "format sparkplug": [(("mqtt", "format"), "sparkplug")],
+    # A cross-field rule: format sparkplug needs a group id.
+    "format sparkplug without a group id": [(("mqtt", "format"), "sparkplug")],
     # ${VAR} is substituted when the config is loaded: the schema sees only its text, validate
     # sees the variable is not set. (Duplicate YAML keys are the same kind of thing: JSON has
     # none, the YAML parser keeps the last one; validate names both lines.)
