@@ -6,6 +6,7 @@ import difflib
 import os
 import re
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
@@ -119,17 +120,40 @@ class SparkplugConfig(Strict):
     """Primary host application id: birth only while its STATE says online."""
 
 
+@dataclass(frozen=True, slots=True)
+class BrokerNode:
+    """One broker (or one node of a cluster) to connect to."""
+
+    url: str
+    host: str
+    port: int
+    tls: bool
+
+    @classmethod
+    def of(cls, url: str) -> BrokerNode:
+        """A node from its (validated) url."""
+        parts = urlsplit(url)
+        tls = parts.scheme == "mqtts"
+        return cls(url, parts.hostname or "", parts.port or (8883 if tls else 1883), tls)
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
 class MqttConfig(Credentials):
     """The one broker the gateway publishes to."""
 
-    url: str = "mqtt://127.0.0.1:1883"
-    """The broker: mqtt://HOST[:PORT] (1883) or mqtts://HOST[:PORT] (8883, TLS)."""
+    url: str | list[str] = "mqtt://127.0.0.1:1883"
+    """The broker: mqtt://HOST[:PORT] (1883) or mqtts://HOST[:PORT] (8883, TLS); or a list of
+    a cluster's nodes, tried in order: when the node in use dies, the next one is taken."""
+    prefer_first: bool = False
+    """With a list: go back to the first node once it accepts connections again."""
     client_id: str | None = None
     """MQTT client id (default: the gateway name)."""
     tls: TlsConfig = TlsConfig()
     """Certificates for mqtts://."""
     format: Literal["json", "sparkplug"] = "json"
-    """Payload format; only json in this version (sparkplug is refused by validate)."""
+    """Payload format: json (per_tag or per_batch) or sparkplug (Sparkplug B 3.0)."""
     topic_prefix: str = "plantgate"
     """Every topic starts with it: {topic_prefix}/{source}/{tag}; no wildcards, no '/' at
     either end."""
@@ -151,18 +175,24 @@ class MqttConfig(Credentials):
     replay: ReplayConfig = ReplayConfig()
     """How the backlog is sent after an outage."""
     sparkplug: SparkplugConfig = SparkplugConfig()
-    """Sparkplug B identities (format sparkplug is not available in this version)."""
+    """Sparkplug B identities (format sparkplug)."""
 
     @field_validator("url")
     @classmethod
-    def _url(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError(f"{url!r}: use mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
-        try:
-            parts.port  # noqa: B018 - raises on a bad port
-        except ValueError as exc:
-            raise ValueError(f"{url!r}: {exc}") from exc
+    def _url(cls, url: str | list[str]) -> str | list[str]:
+        urls = [url] if isinstance(url, str) else url
+        if not urls:
+            raise ValueError("give at least one broker url")
+        for one in urls:
+            parts = urlsplit(one)
+            if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+                raise ValueError(f"{one!r}: use mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+            try:
+                parts.port  # noqa: B018 - raises on a bad port
+            except ValueError as exc:
+                raise ValueError(f"{one!r}: {exc}") from exc
+        if len(set(urls)) != len(urls):
+            raise ValueError("a broker url is listed twice")
         return url
 
     @field_validator("topic_prefix")
@@ -186,20 +216,24 @@ class MqttConfig(Credentials):
         return self
 
     @property
+    def nodes(self) -> list[BrokerNode]:
+        """The broker nodes, in the order they are tried."""
+        return [BrokerNode.of(u) for u in ([self.url] if isinstance(self.url, str) else self.url)]
+
+    @property
     def host(self) -> str:
-        """Broker host name."""
-        return urlsplit(self.url).hostname or ""
+        """The first broker node's host name."""
+        return self.nodes[0].host
 
     @property
     def port(self) -> int:
-        """Broker port (1883, or 8883 for mqtts, unless given)."""
-        parts = urlsplit(self.url)
-        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+        """The first broker node's port (1883, or 8883 for mqtts, unless given)."""
+        return self.nodes[0].port
 
     @property
     def use_tls(self) -> bool:
-        """True for mqtts://."""
-        return urlsplit(self.url).scheme == "mqtts"
+        """True when the first broker node is mqtts://."""
+        return self.nodes[0].tls
 
 
 class Config(Strict):

@@ -15,7 +15,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
-from gateway.config import MqttConfig
+from gateway.config import BrokerNode, MqttConfig
 from gateway.errors import BrokerError, BrokerRefused
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,10 @@ class MqttLink:
         will: Will,
         on_ack: Callable[[int], None],
         on_message: Callable[[str, bytes], None] | None = None,
+        node: BrokerNode | None = None,
     ) -> None:
         self.cfg = cfg
+        self.node = node or cfg.nodes[0]
         self._loop = asyncio.get_running_loop()
         self._on_ack = on_ack
         self._on_message = on_message
@@ -74,7 +76,7 @@ class MqttLink:
         client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         if on_message is not None:
             client.on_message = self._on_paho_message
-        configure_client(client, cfg)
+        configure_client(client, cfg, self.node.tls)
         client.on_log = self._on_log
         self.last_socket_error: str | None = None  # what paho saw fail on the socket, if any
         self._client = client
@@ -82,18 +84,19 @@ class MqttLink:
     async def connect(self, timeout: float = 10.0) -> None:
         """Open the socket (in a thread: paho connects blocking) and wait for the CONNACK."""
         cfg = self.cfg
-        where = f"{cfg.host}:{cfg.port}"
+        node = self.node
+        where = str(node)
         try:
             await asyncio.wait_for(
                 self._loop.run_in_executor(
-                    None, self._client.connect, cfg.host, cfg.port, round(cfg.keepalive)
+                    None, self._client.connect, node.host, node.port, round(cfg.keepalive)
                 ),
                 timeout,
             )
         except socket.gaierror as exc:
             raise BrokerError(f"broker {where}: cannot resolve host name ({exc.strerror})") from exc
         except ssl.SSLError as exc:
-            raise BrokerError(f"broker {where}: {tls_problem(exc, cfg)}") from exc
+            raise BrokerError(f"broker {where}: {tls_problem(exc, cfg, node.host)}") from exc
         except TimeoutError as exc:
             raise BrokerError(f"broker {where}: no TCP connection within {timeout:.0f}s") from exc
         except OSError as exc:
@@ -235,11 +238,16 @@ class MqttLink:
             self._sock = None
 
 
-def configure_client(client: paho.Client, cfg: MqttConfig) -> None:
-    """Credentials and TLS exactly as the config says: one set-up for ``run`` and ``tail``."""
+def configure_client(client: paho.Client, cfg: MqttConfig, tls: bool | None = None) -> None:
+    """Credentials and TLS exactly as the config says: one set-up for ``run`` and ``tail``
+    (``tls``: the node's mqtts://, default the first node's)."""
     if cfg.username is not None:
-        client.username_pw_set(cfg.username, cfg.secret())
-    if cfg.use_tls:
+        try:
+            secret = cfg.secret()
+        except OSError as exc:  # a password_file gone since validate: say which, retry later
+            raise BrokerError(f"cannot read {cfg.password_file}: {exc.strerror or exc}") from exc
+        client.username_pw_set(cfg.username, secret)
+    if cfg.use_tls if tls is None else tls:
         client.tls_set(
             ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
             certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
@@ -255,13 +263,13 @@ _NAME_MISMATCH = {62, 64}  # host name, IP address
 _EXPIRED = 10
 
 
-def tls_problem(exc: ssl.SSLError, cfg: MqttConfig) -> str:
+def tls_problem(exc: ssl.SSLError, cfg: MqttConfig, host: str | None = None) -> str:
     """A failed TLS handshake, said in terms of what to fix."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         code, detail = exc.verify_code, exc.verify_message
         if code in _NAME_MISMATCH:
             return (
-                f"TLS: the broker's certificate is not for host {cfg.host!r} (host name "
+                f"TLS: the broker's certificate is not for host {host or cfg.host!r} (host name "
                 f"mismatch: {detail}); use the host name the certificate names"
             )
         if code == _EXPIRED:

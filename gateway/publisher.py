@@ -20,6 +20,13 @@ from gateway.window import InflightWindow
 
 log = logging.getLogger(__name__)
 
+PROBE_EVERY = 5.0  # seconds between two looks at the first node (prefer_first)
+PROBE_TIMEOUT = 1.0
+
+
+class BackToFirst(BrokerError):
+    """The first node of the list is back: the gateway leaves the one it is on (prefer_first)."""
+
 
 @dataclass(slots=True)
 class PublisherStats:
@@ -36,6 +43,8 @@ class PublisherStats:
     replayed: int = 0
     last_ack_ms: int = 0  # epoch ms of the last acknowledged message
     last_error: str | None = None
+    node: str = ""  # the broker node in use (its url)
+    moves: int = 0  # times the gateway moved to another node of its broker list
 
 
 class Publisher:
@@ -55,6 +64,9 @@ class Publisher:
         self._link: MqttLink | None = None
         self._stopping = False
         self.online = asyncio.Event()
+        self.nodes = self.mqtt.nodes
+        self._node = 0  # index of the node in use (or to try next)
+        self._probed = 0.0  # monotonic time the first node was last probed (prefer_first)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -62,22 +74,53 @@ class Publisher:
         return backoff(base=self.mqtt.reconnect.min, cap=self.mqtt.reconnect.max, floor=True)
 
     async def run(self) -> None:
-        """Connect, publish, reconnect with backoff; until cancelled."""
+        """Connect, publish, reconnect; until cancelled.
+
+        With a list of broker nodes, a node that cannot be reached or dies is left for the
+        next one at once; the backoff waits only once every node of the list has failed.
+        """
         delays = self._delays()
+        failed = 0  # nodes tried in a row without a connection
         while not self._stopping:
             try:
                 await self._connect()
             except BrokerError as exc:
                 self._went_offline(str(exc))
+                failed += 1
+                if failed < len(self.nodes):
+                    self._move(f"{exc}")
+                    continue
+                failed = 0
                 await asyncio.sleep(next(delays))
+                self._node = 0  # every node failed: a new round starts with the first
                 continue
             delays = self._delays()
+            failed = 0
             try:
                 await self._pump()
+            except BackToFirst as exc:
+                self._move(str(exc), to=0)  # a planned move, not an outage
             except BrokerError as exc:
                 self._went_offline(str(exc))
+                self._move(str(exc))
             finally:
                 await self._drop_link()
+
+    def _move(self, why: str, to: int | None = None) -> None:
+        """Take the next node of the list (or ``to``), when there is more than one."""
+        if len(self.nodes) < 2:
+            return
+        before = self._node
+        self._node = (before + 1) % len(self.nodes) if to is None else to
+        if self._node != before:
+            self.stats.moves += 1
+            log.warning(
+                "broker %s: %s; moving to %s (%d move(s) so far)",
+                self.nodes[before],
+                why,
+                self.nodes[self._node],
+                self.stats.moves,
+            )
 
     async def stop(self, grace: float = 3.0) -> None:
         """Wait (bounded) for outstanding acks, say goodbye and disconnect."""
@@ -101,12 +144,14 @@ class Publisher:
 
     async def _connect(self) -> None:
         cfg = self.mqtt
+        node = self.nodes[self._node]
         link = MqttLink(
             cfg,
             cfg.client_id or self.config.gateway.name,
             will=self.session.will(),
             on_ack=self._acked,
             on_message=self.session.received,
+            node=node,
         )
         self._link = link
         try:
@@ -118,10 +163,11 @@ class Publisher:
             await link.close()
             raise
         self.stats.connects += 1
+        self.stats.node = node.url
         if self.stats.state == "offline":
-            log.info("broker %s:%d: connection recovered", cfg.host, cfg.port)
+            log.info("broker %s: connection recovered", node)
         elif self.stats.state == "starting":
-            log.info("broker %s:%d: connected", cfg.host, cfg.port)
+            log.info("broker %s: connected", node)
         self.stats.state = "waiting"  # online once the session has opened (births, host)
         self.stats.last_error = None
 
@@ -157,6 +203,11 @@ class Publisher:
             if link.closed.done():
                 raise BrokerError(f"connection closed: {link.closed.result()}")
             await self.session.check(link, self.window)
+            if self.mqtt.prefer_first and self._node and await self._first_is_back():
+                with contextlib.suppress(BrokerError):
+                    await self.session.end(link, self.window)  # a planned move: say goodbye
+                await link.disconnect()
+                raise BackToFirst(f"the first node {self.nodes[0]} accepts connections again")
             committed = self.buffer.stats.batches_added  # before reading: no commit is missed
             if self.window.has_room():
                 taken = await replay.next(self.buffer, self.window.room())
@@ -178,6 +229,24 @@ class Publisher:
                     await asyncio.sleep(0)  # acks and scans run between bursts
                     continue
             await self._wait_for_work(link, replay.paused() or 1.0, committed)
+
+    async def _first_is_back(self) -> bool:
+        """Whether the first node accepts TCP connections (asked every PROBE_EVERY seconds)."""
+        now = time.monotonic()
+        if now - self._probed < PROBE_EVERY:
+            return False
+        self._probed = now
+        first = self.nodes[0]
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(first.host, first.port), PROBE_TIMEOUT
+            )
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
 
     async def _wait_for_work(self, link: MqttLink, timeout: float, committed: int) -> None:
         self.window.opened.clear()
