@@ -50,7 +50,11 @@ class Subscriber:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     sparkplug: bool = False  # count DDATA metrics (Sparkplug) instead of JSON readings
+    # One topic filter instead of the default pair (aedes answers a SUBSCRIBE of several
+    # filters with no SUBACK, and does not match "a/#" to "a").
+    only: str | None = None
     committed_at_start: int = 0  # Sparkplug carries no seq: readings are counted instead
+    top: int = 0  # the highest seq received
 
     def start(self) -> None:
         self.client = paho.Client(
@@ -64,9 +68,8 @@ class Subscriber:
                 1,
             )
         )
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(
-            [data, (f"{PREFIX}/_gateway/metrics", 0)]
-        )
+        wanted = [(self.only, 1)] if self.only else [data, (f"{PREFIX}/_gateway/metrics", 0)]
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(wanted)
         self.client.on_message = self._on_sparkplug if self.sparkplug else self._on_message
         self.client.reconnect_delay_set(1, 2)
         self.client.max_inflight_messages_set(0)
@@ -92,6 +95,7 @@ class Subscriber:
                 self.seen.extend(bytes(max(top + 1 - len(self.seen), len(self.seen))))
             for r in items:
                 self.seen[r["seq"]] = 1
+            self.top = max(self.top, top)
             if not historical and len(self.latencies) < 200_000:
                 self.latencies.extend(now - r["ts"] for r in items)
             self.received += len(items)
