@@ -255,6 +255,17 @@ class Buffer:
         async with db.execute("SELECT COALESCE(MAX(id), 0) FROM batches") as cur:
             self._max_id = int((await cur.fetchone() or (0,))[0])
 
+    async def rebound(self, max_bytes: int, max_age: float, durability: str) -> None:
+        """New bounds from a reloaded tag map (the path cannot change while running)."""
+        self.max_age = max_age
+        if max_bytes != self.max_bytes:
+            self.max_bytes = max_bytes
+            self.budget = Budget.of(max_bytes + 1)  # anything different: refitted below
+            await self._fit_budget()
+        if durability != self.durability:
+            self.durability = durability
+            await self._pragma(f"synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+
     async def _fit_budget(self) -> None:
         """Bound the buffer by ``max_bytes`` or by what its filesystem can hold, if less: the
         buffer then evicts before the disk is full (said when the bound changes)."""

@@ -9,23 +9,27 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from buffer import Buffer
 from connectors import WRITERS, connector_for
 from gateway import __version__
 from gateway.commands import Target, WriteDesk
-from gateway.config import Config
-from gateway.errors import GatewayFailed
+from gateway.config import Config, load_config
+from gateway.errors import ConfigError, GatewayFailed
 from gateway.health import health_path, process_identity, write_health
 from gateway.models import epoch_ms
 from gateway.publisher import Publisher
+from gateway.reload import Diff, diff, fingerprint, refusals, stamp
 from gateway.runtime import SourceRunner
 from gateway.session import JsonSession, Session
 from gateway.sparkplug.session import SparkplugSession
 from gateway.supervise import Supervisor
 
 log = logging.getLogger(__name__)
+
+WATCH_EVERY = 2.0  # seconds between two looks at the tag map's file (gateway.watch_config)
 
 
 async def stop_tasks(tasks: Iterable[asyncio.Task[None]], patience: float = 5.0) -> None:
@@ -49,8 +53,15 @@ async def stop_tasks(tasks: Iterable[asyncio.Task[None]], patience: float = 5.0)
 class Gateway:
     """Buffer, publisher and one runner per source, started in order and stopped in reverse."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, path: Path | None = None) -> None:
         self.config = config
+        self.path = path  # the tag map's file: reloaded from there (SIGHUP, reload, watch)
+        self._reload = asyncio.Event()
+        self.config_state: dict[str, Any] = {
+            "loaded_at": epoch_ms(),
+            "hash": fingerprint(path) if path is not None else None,
+            "last_error": None,
+        }
         cfg = config.gateway.buffer
         self.buffer = Buffer(
             cfg.path, max_bytes=cfg.max_bytes, max_age=cfg.max_age, durability=cfg.durability
@@ -106,6 +117,7 @@ class Gateway:
             # Publisher first, sources last: nothing is read before it has somewhere to go.
             supervisor.start("publisher", self.publisher.run)
             supervisor.start("metrics", self._metrics_loop)
+            supervisor.start("reloader", self._reloader)
             for runner in self.runners:
                 supervisor.start(f"source:{runner.source.name}", runner.run)
             log.info(
@@ -127,6 +139,109 @@ class Gateway:
             await self._shutdown(list(supervisor.tasks.values()), failure)
         if failure is not None:
             raise GatewayFailed(failure)
+
+    # -- hot reload ------------------------------------------------------------------------
+
+    def request_reload(self) -> None:
+        """Reload the tag map from its file soon (SIGHUP, ``plantgate reload``)."""
+        self._reload.set()
+
+    async def _reloader(self) -> None:
+        """Reload when asked, and when the file changes if ``gateway.watch_config`` is on."""
+        seen = stamp(self.path) if self.path is not None else None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reload.wait(), WATCH_EVERY)
+            if self.path is None:
+                self._reload.clear()
+                continue
+            if not self._reload.is_set():
+                if not self.config.gateway.watch_config:
+                    continue
+                try:
+                    now = stamp(self.path)
+                except OSError:
+                    continue  # being replaced: look again next time
+                if now == seen:
+                    continue
+                log.info("reload: %s changed", self.path)
+            self._reload.clear()
+            with contextlib.suppress(OSError):
+                seen = stamp(self.path)
+            await self.reload()
+
+    async def reload(self) -> bool:
+        """Validate the tag map's file and apply what changed; False when it was refused (the
+        running config stays, and the refusal is in the status and metrics)."""
+        assert self.path is not None
+        try:
+            new = await asyncio.to_thread(load_config, self.path)
+        except ConfigError as exc:
+            return await self._refuse("; ".join(exc.problems), str(exc))
+        refused = refusals(self.config, new)
+        if refused:
+            return await self._refuse("; ".join(refused), "\n  ".join(refused))
+        change = diff(self.config, new)
+        self.config_state = {
+            "loaded_at": epoch_ms(),
+            "hash": fingerprint(self.path),
+            "last_error": None,
+        }
+        if not change.anything:
+            log.info("reload: %s: nothing changed", self.path)
+            await self._stamp_health()
+            return True
+        await self._apply(new, change)
+        log.info("reload: %s applied: %s", self.path, change)
+        await self._stamp_health()
+        return True
+
+    async def _refuse(self, short: str, full: str) -> bool:
+        log.error("reload: %s refused, the running config stays: %s", self.path, full)
+        self.config_state = {**self.config_state, "last_error": short}
+        await self._stamp_health()
+        return False
+
+    async def _stamp_health(self) -> None:
+        """Write the health file now (``plantgate reload`` reads the outcome from it)."""
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(write_health, self.health, self.metrics())
+
+    async def _apply(self, new: Config, change: Diff) -> None:
+        """Apply a validated new tag map: per source, then the broker, then the rest."""
+        supervisor = self.supervisor
+        assert supervisor is not None
+        old_runners = {r.source.name: r for r in self.runners}
+        seqs: dict[str, int] = {}
+        for name in change.changed + change.removed:
+            runner = old_runners[name]
+            runner.stop()
+            await supervisor.stop_task(f"source:{name}")
+            seqs[name] = runner.seq  # the changed source continues from here
+        self.config = new
+        self.desk.config = new
+        runners = []
+        for src in new.sources:
+            if src.name in change.changed or src.name in change.added:
+                seq = seqs.get(src.name, self.buffer.last_seq(src.name))
+                runner = SourceRunner(src, src.tags, connector_for(src), self.buffer.add, seq)
+                supervisor.start(f"source:{src.name}", runner.run)
+            else:
+                runner = old_runners[src.name]
+            runners.append(runner)
+        self.runners = runners
+        if change.mqtt:
+            # A new connection with the new settings; what was in flight is re-sent from the
+            # buffer, so nothing is lost.
+            await self.publisher.stop()
+            await supervisor.stop_task("publisher")
+            self.publisher = Publisher(new, self.buffer, self._session())
+            supervisor.start("publisher", self.publisher.run)
+        else:
+            self.publisher.config = new
+            self.publisher.session.reconfigure(new, change.changed + change.added, change.removed)
+        buffer = new.gateway.buffer
+        await self.buffer.rebound(buffer.max_bytes, buffer.max_age, buffer.durability)
 
     async def _shutdown(self, tasks: list[asyncio.Task[None]], failure: str | None) -> None:
         # Reverse order: sources stop first, their last batches reach the buffer, the publisher
@@ -174,6 +289,7 @@ class Gateway:
         return {
             "ts": epoch_ms(),
             "state": "running",
+            "config": dict(self.config_state),
             "gateway": self.config.gateway.name,
             "process": process_identity(),
             # health judges "readings are not moving" against this many seconds

@@ -7,11 +7,13 @@ import asyncio
 import contextlib
 import faulthandler
 import gc
+import json
 import logging
 import signal
 import sqlite3
 import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,22 +43,23 @@ def dump_tasks() -> None:
 
 
 def ignore_hangup() -> None:
-    """SIGHUP would kill the process by default; until the tag map can be reloaded, say so."""
-    logging.getLogger("plantgate").warning(
-        "SIGHUP: reloading the tag map is not available in this version; ignored "
-        "(restart the gateway to apply a changed config)"
-    )
+    """SIGHUP would kill a process by default; where it means nothing, say so and go on."""
+    logging.getLogger("plantgate").warning("SIGHUP: nothing to reload here; ignored")
 
 
-def run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
-    """Run ``main(stop)`` on a new event loop; SIGTERM and SIGINT set ``stop``."""
+def run_until_signal(
+    main: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
+    on_hangup: Callable[[], None] = ignore_hangup,
+) -> None:
+    """Run ``main(stop)`` on a new event loop; SIGTERM and SIGINT set ``stop``, SIGHUP calls
+    ``on_hangup`` (the gateway reloads its tag map)."""
 
     async def runner() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, ignore_hangup)
+        loop.add_signal_handler(signal.SIGHUP, on_hangup)
         loop.add_signal_handler(signal.SIGUSR2, dump_tasks)  # where is every task waiting?
         await main(stop)
 
@@ -93,13 +96,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     from gateway.app import Gateway
 
-    gateway = Gateway(config)
+    gateway = Gateway(config, Path(args.config))
     # Everything loaded so far (modules, the validated tag map) lives as long as the process:
     # out of the collector's sight, a full collection takes milliseconds instead of stalling
     # the scans for hundreds (measured with 10,000 tags).
     gc.freeze()
     try:
-        run_until_signal(gateway.run)
+        run_until_signal(gateway.run, on_hangup=gateway.request_reload)
     except PlantgateError as exc:
         # One line that says why, for the operator and the container runtime's log.
         logging.getLogger("plantgate").critical("fatal: %s", exc)
@@ -197,6 +200,45 @@ def cmd_buffer_stats(args: argparse.Namespace) -> int:
         print(f"buffer stats: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    """Ask the running gateway of this config to reload it (as SIGHUP does) and say the result."""
+    import os
+    import time
+
+    from gateway.health import health_path, process_gone
+
+    config = _load(args.config)  # a file it would refuse is refused here first, in full
+    if config is None:
+        return EXIT_CONFIG
+    path = health_path(config.gateway.buffer.path)
+    try:
+        before = json.loads(path.read_text())
+    except (OSError, ValueError):
+        print(f"reload: no running gateway found ({path} unreadable)", file=sys.stderr)
+        return 1
+    process = before.get("process", {})
+    if before.get("state") != "running" or process_gone(process) or not process.get("pid"):
+        print(f"reload: the gateway of {args.config} is not running", file=sys.stderr)
+        return 1
+    os.kill(int(process["pid"]), signal.SIGHUP)
+    was = before.get("config", {})
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        try:
+            now = json.loads(path.read_text()).get("config", {})
+        except (OSError, ValueError):
+            continue  # being replaced
+        if now != was:
+            if now.get("last_error"):
+                print(f"reload refused: {now['last_error']}", file=sys.stderr)
+                return 1
+            print(f"reloaded {args.config} (config {now.get('hash')})")
+            return 0
+    print(f"reload: no answer from the gateway within {args.timeout:.0f}s", file=sys.stderr)
+    return 1
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -326,6 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = buffer_sub.add_parser("stats", help="backlog per source, oldest unsent, size, drops")
     with_config(p)
     p.set_defaults(func=cmd_buffer_stats)
+    p = sub.add_parser("reload", help="make the running gateway reload its tag map")
+    with_config(p)
+    p.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for its answer")
+    p.set_defaults(func=cmd_reload)
     p = sub.add_parser("audit", help="list the write commands received and their results")
     with_config(p)
     p.add_argument("--limit", type=int, default=100, help="the newest this many (default 100)")

@@ -70,6 +70,8 @@ class GatewayConfig(Strict):
     """The store-and-forward buffer."""
     metrics_interval: Annotated[Duration, Field(ge=0.1, le=3600)] = 10.0
     """How often the metrics are published and health.json is stamped (0.1s..1h)."""
+    watch_config: bool = False
+    """Reload the tag map when its file changes (as SIGHUP and `plantgate reload` do)."""
 
 
 class TlsConfig(Strict):

@@ -43,6 +43,10 @@ class Session(Protocol):
     async def ready(self, link: MqttLink) -> None:
         """Wait until the session may open (e.g. its primary host is online)."""
 
+    def reconfigure(self, config: Config, born: list[str], gone: list[str]) -> None:
+        """A reloaded tag map with the same broker settings: sources changed or added
+        (``born``) and removed (``gone``)."""
+
     async def begin(self, link: MqttLink, window: InflightWindow) -> None:
         """The connection is open: say so (status, current values, births)."""
 
@@ -160,6 +164,10 @@ class JsonSession:
 
     async def ready(self, link: MqttLink) -> None:
         """At once."""
+
+    def reconfigure(self, config: Config, born: list[str], gone: list[str]) -> None:
+        """Nothing to say about sources: their readings say it."""
+        self.config = config
 
     async def begin(self, link: MqttLink, window: InflightWindow) -> None:
         """Online status, then the newest reading of every tag, retained (per_tag)."""

@@ -42,6 +42,13 @@ class Supervisor:
         self.tasks[name] = task
         return task
 
+    async def stop_task(self, name: str) -> None:
+        """Stop one task on purpose (a source removed or changed by a reload): not a failure."""
+        task = self.tasks.pop(name, None)
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+
     def watch(self, name: str, task: asyncio.Task[None]) -> None:
         """A task made elsewhere (the buffer's writer) that may not end: its end is fatal."""
         self.tasks[name] = task

@@ -104,6 +104,8 @@ class SparkplugSession:
         self._attention = desk.ready if desk is not None else asyncio.Event()
         self._dcmds = 0
         self._rebirth = False
+        self._births: set[str] = set()  # devices to be born again (a reload changed them)
+        self._deaths: set[str] = set()  # devices a reload removed
         self.births = 0  # NBIRTHs sent (metrics, tests)
         self.deaths = 0  # DDEATHs sent
 
@@ -172,6 +174,15 @@ class SparkplugSession:
         except MalformedMessage as exc:
             log.warning("sparkplug: ignored a message on %s: %s", topic, exc)
 
+    def reconfigure(self, config: Config, born: list[str], gone: list[str]) -> None:
+        """Changed and added devices are born again with their new metrics; removed ones die."""
+        for source in config.sources:
+            if source.name in born:
+                self.metrics[source.name] = source_metrics(source, self.aliases)
+                self._births.add(source.name)
+        self._deaths.update(gone)
+        self._attention.set()
+
     async def ready(self, link: MqttLink) -> None:
         """Wait for the primary host, if one is set, to say it is online."""
         assert self._bd is not None
@@ -199,6 +210,8 @@ class SparkplugSession:
             raise BrokerError(f"primary host {self.host} is offline; waiting for it")
         if self._rebirth:
             await self._birth(link, window)
+        if self._births or self._deaths:
+            await self._reborn(link, window)
         if self.desk is not None:
             if self._attention.is_set():
                 await self.desk.publish(link, window, self.prefix, results=False)
@@ -251,6 +264,21 @@ class SparkplugSession:
         await self._die(link, window)
 
     # -- births and deaths ---------------------------------------------------------------------
+
+    async def _reborn(self, link: MqttLink, window: InflightWindow) -> None:
+        """After a reload: a DDEATH for each removed device, a DBIRTH for each changed one."""
+        messages = []
+        for source in sorted(self._deaths):
+            if self.born.get(source):
+                messages.append(self._ddeath(source))
+            self.metrics.pop(source, None)
+        for source in sorted(self._births):
+            messages.append(self._dbirth(source))
+        self._births.clear()
+        self._deaths.clear()
+        for topic, payload in messages:
+            link.publish(topic, payload, qos=0, retain=False)
+        await publish_tracked(link, window, [(self.fence_topic, b"")], retain=False)
 
     def _dcmd(self, source: str, payload: bytes) -> None:
         """A DCMD's metrics become write commands (answered on the audit topic)."""
