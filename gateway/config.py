@@ -114,6 +114,13 @@ class MqttConfig(Credentials):
     connect_timeout: Duration = 10.0  # TCP, TLS and CONNACK, each
     reconnect: ReconnectConfig = ReconnectConfig()
     max_inflight: int = Field(default=1000, ge=1, le=60000)  # paho's message ids end at 65,535
+    # MQTT 3.1.1 or 5. With 5: reason codes in errors, refused publishes counted, per_tag topic
+    # aliases (as many as the broker allows), and session_expiry.
+    protocol: Literal["3.1.1", 5] = "3.1.1"
+    # MQTT 5: how long the broker keeps the gateway's session (its subscriptions and the
+    # messages queued for them) after a disconnect; None: it ends with the connection, as in
+    # 3.1.1. Readings never depend on it: they are re-sent from the buffer.
+    session_expiry: Duration | None = None
     replay: ReplayConfig = ReplayConfig()
     sparkplug: SparkplugConfig = SparkplugConfig()
 
@@ -149,6 +156,24 @@ class MqttConfig(Credentials):
         if fmt == "sparkplug":
             raise ValueError("format 'sparkplug' is not available in this version yet; use json")
         return fmt
+
+    @model_validator(mode="after")
+    def _session(self) -> MqttConfig:
+        if self.session_expiry is not None:
+            if self.protocol != 5:
+                raise ValueError(
+                    "session_expiry needs protocol: 5 (an MQTT 3.1.1 session ends with its "
+                    "connection)"
+                )
+            if self.format == "sparkplug":
+                # Sparkplug 3.0: an edge node connects with Clean Start and Session Expiry 0.
+                raise ValueError("session_expiry: Sparkplug requires sessions that end (remove it)")
+        return self
+
+    @property
+    def mqtt5(self) -> bool:
+        """True when speaking MQTT 5."""
+        return self.protocol == 5
 
     @property
     def host(self) -> str:

@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from buffer import Buffer, StoredBatch
@@ -17,7 +17,7 @@ from gateway.config import Config
 from gateway.encode import JsonEncoder
 from gateway.errors import BrokerError
 from gateway.models import epoch_ms
-from gateway.mqtt import MqttLink
+from gateway.mqtt import MqttLink, Refusal
 from gateway.replay import ReplayCursor
 from gateway.window import InflightWindow
 
@@ -38,6 +38,7 @@ class PublisherStats:
     readings_acked: int = 0
     replayed: int = 0
     current_sent: int = 0  # newest readings republished (retained) at connect
+    refused: dict[str, int] = field(default_factory=dict)  # readings the broker refused, per source
     last_ack_ms: int = 0  # epoch ms of the last acknowledged message
     last_error: str | None = None
 
@@ -114,7 +115,8 @@ class Publisher:
             cfg,
             cfg.client_id or self.config.gateway.name,
             will=(self.status_topic, self._status("offline")),
-            on_ack=self._acked,
+            on_acks=self._acked,
+            on_refused=self._refused,
         )
         self._link = link
         try:
@@ -123,6 +125,8 @@ class Publisher:
             await link.close()
             raise
         self.stats.connects += 1
+        # MQTT 5: never more in flight than the broker said it takes
+        self.window.max_messages = min(cfg.max_inflight, link.limits.receive_maximum)
         if self.stats.state == "offline":
             log.info("broker %s:%d: connection recovered", cfg.host, cfg.port)
         else:
@@ -224,7 +228,7 @@ class Publisher:
             messages = self.encoder.per_tag(batch, historical)
             retain = cfg.retain and not historical
         if cfg.qos == 1:
-            self.window.expect(batch.id, batch.count, len(messages))
+            self.window.expect(batch.id, batch.count, len(messages), batch.source)
         track = self.window.track if cfg.qos == 1 else None
         for n, (topic, payload) in enumerate(messages, 1):
             mid = link.publish(topic, payload, qos=cfg.qos, retain=retain)
@@ -241,8 +245,12 @@ class Publisher:
         if historical:
             self.stats.replayed += batch.count
 
-    def _acked(self, mid: int) -> None:
-        self.window.acked(mid)
+    def _acked(self, mids: list[int]) -> None:
+        self.window.acked(mids)
         self.stats.messages_acked = self.window.acked_messages
         self.stats.readings_acked = self.window.acked_readings
         self.stats.last_ack_ms = int(time.time() * 1000)
+
+    def _refused(self, refusal: Refusal) -> None:
+        self.window.refused(refusal)
+        self.stats.refused = self.window.refused_readings

@@ -10,7 +10,13 @@ from gateway.mqtt import MqttLink
 
 
 def link() -> MqttLink:
-    return MqttLink(MqttConfig(), "line1-edge", ("t/_gateway/status", b"offline"), lambda mid: None)
+    return MqttLink(
+        MqttConfig(),
+        "line1-edge",
+        ("t/_gateway/status", b"offline"),
+        on_acks=lambda mids: None,
+        on_refused=lambda refusal: None,
+    )
 
 
 async def settle() -> None:
