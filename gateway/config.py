@@ -368,7 +368,11 @@ def _message(err: ErrorDetails, loc: Loc, model_keys: list[str]) -> str:
     if kind == "string_pattern_mismatch":
         dots = " and '.'" if "tags" in loc else ""
         return f"{err.get('input')!r} may only use letters, digits, '_', '-'{dots}"
-    if kind in ("literal_error", "union_tag_invalid") and loc and loc[-1] == "protocol":
+    if (
+        kind in ("literal_error", "union_tag_invalid")
+        and loc[:1] == ("sources",)
+        and (loc[-1] == "protocol")
+    ):  # a source's protocol (mqtt.protocol is MQTT's version)
         given = err.get("ctx", {}).get("tag", err.get("input"))
         return f"unknown protocol {given!r}; this version supports: {', '.join(PROTOCOLS)}"
     msg = str(err["msg"])

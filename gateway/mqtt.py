@@ -23,6 +23,7 @@ import logging
 import socket
 import ssl
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -59,7 +60,7 @@ class Refusal:
 class BrokerLimits:
     """What the broker's CONNACK allows this connection (MQTT 5; 3.1.1 says nothing)."""
 
-    receive_maximum: int = NO_LIMIT  # QoS 1 messages in flight at once
+    receive_maximum: int = NO_LIMIT  # QoS 1 messages in flight at once (the rest are held)
     topic_alias_maximum: int = 0
 
 
@@ -123,6 +124,9 @@ class MqttLink:
         self._out = bytearray()  # PUBLISHes not yet handed to paho's outgoing queue
         self._flush_due = False
         self._mid = 0  # the last message id given out
+        self.inflight = 0  # QoS 1 messages sent and not yet answered
+        # Messages waiting for the broker's Receive Maximum to allow them, in order (MQTT 5)
+        self._held: deque[tuple[str, bytes, int, bool, int]] = deque()
         self._topic_of: list[str] = [""] * 65536  # message id -> topic, to name a refusal
         self.bytes_published = 0  # bytes of PUBLISH packets written on this connection
         self.last_socket_error: str | None = None  # what failed on the socket, if anything
@@ -219,6 +223,13 @@ class MqttLink:
         if qos:
             mid = self._mid = self._mid % 65535 + 1
             self._topic_of[mid] = topic
+            if self._held or self.inflight >= self.limits.receive_maximum:
+                self._held.append((topic, payload, qos, retain, mid))
+                return mid
+            self.inflight += 1
+        elif self._held:  # behind the held ones: the broker reads them in the order given
+            self._held.append((topic, payload, qos, retain, mid))
+            return mid
         self._writer.write(self._out, topic, payload, qos, retain, mid)
         if len(self._out) >= FLUSH_AT:
             self._flush()
@@ -321,6 +332,11 @@ class MqttLink:
         except Malformed as exc:
             self._lost(f"protocol error: {exc}")
             return
+        answered = len(got.acked) + len(got.refused)
+        if answered:
+            self.inflight -= answered
+            if self._held:
+                self._release_held()
         if got.acked:
             self._on_acks(got.acked)
         for mid, reason, properties in got.refused:
@@ -331,6 +347,15 @@ class MqttLink:
             rc = hand_over(self._client, first, body)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._lost(paho.error_string(rc))
+
+    def _release_held(self) -> None:
+        """Send what the Receive Maximum held back, as far as it now allows."""
+        held, write, out, allowed = self._held, self._writer.write, self._out, self.limits
+        while held and (held[0][2] == 0 or self.inflight < allowed.receive_maximum):
+            topic, payload, qos, retain, mid = held.popleft()
+            self.inflight += qos
+            write(out, topic, payload, qos, retain, mid)
+        self._flush()
 
     def _refused(self, mid: int, reason: int, properties: bytes) -> None:
         said = new_properties(PacketTypes.PUBACK)

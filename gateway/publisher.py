@@ -125,8 +125,6 @@ class Publisher:
             await link.close()
             raise
         self.stats.connects += 1
-        # MQTT 5: never more in flight than the broker said it takes
-        self.window.max_messages = min(cfg.max_inflight, link.limits.receive_maximum)
         if self.stats.state == "offline":
             log.info("broker %s:%d: connection recovered", cfg.host, cfg.port)
         else:

@@ -158,22 +158,20 @@ class InflightWindow:
         batch_id = self._batch_of.get(refusal.mid, _UNKNOWN)
         if batch_id == _UNKNOWN:
             return
-        source = ""
         if batch_id is not None:
             batch = self._batches[batch_id]
             batch.refused += batch.per_message
-            source = batch.source
             counted = self.refused_readings
-            counted[source] = counted.get(source, 0) + batch.per_message
+            counted[batch.source] = counted.get(batch.source, 0) + batch.per_message
         if refusal.topic not in self._refused_topics:
             if len(self._refused_topics) >= MAX_LOGGED_TOPICS:
                 self._refused_topics.clear()
             self._refused_topics.add(refusal.topic)
             log.warning(
-                "broker refused a message on %s: %s; %s (said once per topic)",
+                "broker refused a message on %s: %s; readings refused there are counted per "
+                "source (refused) and not kept; said once per topic",
                 refusal.topic,
                 refusal.text,
-                f"counted as refused for source {source}, not kept" if source else "not a reading",
             )
         self.acked([refusal.mid])
 
