@@ -5,9 +5,11 @@ mosquitto_sub counting), by default 1,000 tags every 100 ms published per tag, a
 the gateway with ``py-spy record --format raw --threads``. Every sample is put in the first
 area, in this order, that one of its frames belongs to:
 
-- PUBACK handling: paho's ``loop_read`` (the broker sends little else) and what it calls back
-  (the publisher's ack bookkeeping, buffer releases);
-- paho publish: ``MqttLink.publish``/paho's ``publish`` and ``loop_write`` (the socket writes);
+- PUBACK handling: ``MqttLink._readable`` (or paho's ``loop_read``, which read the socket
+  before issue #16; the broker sends little else) and what it calls back (the window's and
+  the publisher's ack bookkeeping, buffer releases);
+- MQTT publish: ``MqttLink.publish`` and ``_flush``, ``gateway/mqtt_wire.py``, paho's
+  ``publish`` and ``loop_write`` (the socket writes);
 - encode: ``gateway/encode.py`` (the stored readings decoded and each message formatted);
 - read-back: the publisher reading committed rows (``Buffer.take`` and friends), and SQLite
   work in the reader connection's thread;
@@ -54,7 +56,7 @@ from simulators.broker import Mosquitto
 
 AREAS = (
     "PUBACK handling",
-    "paho publish",
+    "MQTT publish",
     "encode",
     "read-back",
     "buffer commit",
@@ -120,10 +122,15 @@ def area(thread: str, stack: list[tuple[str, str, int]]) -> str:
     def in_file(*wanted: str) -> bool:
         return any(f.endswith(w) or f"/{w}" in f or f.startswith(w) for f in files for w in wanted)
 
-    if "Client.loop_read" in functions:
+    if {"MqttLink._readable", "Client.loop_read"} & functions:
         return "PUBACK handling"
-    if {"MqttLink.publish", "Client.publish", "Client.loop_write"} & functions:
-        return "paho publish"
+    if {
+        "MqttLink.publish",
+        "MqttLink._flush",
+        "Client.publish",
+        "Client.loop_write",
+    } & functions or in_file("gateway/mqtt_wire.py"):
+        return "MQTT publish"
     if in_file("gateway/encode.py"):
         return "encode"
     if {"Buffer.take", "Buffer.max_id", "Buffer.wait_committed", "Buffer.backlog"} & functions:
