@@ -1,7 +1,8 @@
 """Where a per_tag reading's CPU goes: plantgate under py-spy, sorted into areas.
 
-Runs what ``bench.peers`` runs for plantgate (its Modbus simulator process, a fresh mosquitto,
-mosquitto_sub counting), by default 1,000 tags every 100 ms published per tag, and records
+Runs what ``bench.peers`` runs for plantgate (its simulator process, a fresh mosquitto,
+mosquitto_sub counting), by default 1,000 Modbus tags every 100 ms published per tag
+(``--protocol opcua``: 1,000 OPC UA variables subscribed), and records
 the gateway with ``py-spy record --format raw --threads``. Every sample is put in the first
 area, in this order, that one of its frames belongs to:
 
@@ -16,7 +17,7 @@ area, in this order, that one of its frames belongs to:
 - buffer commit: ``Buffer.add``/``_write_loop``/``_commit``, the row encoding
   (``buffer/codec.py``, or ``buffer/rows.py``), and SQLite work in the writer connection's
   thread;
-- scan and decode: the source runtime, ``connectors/``, pymodbus;
+- scan and decode: the source runtime, ``connectors/``, pymodbus, asyncua;
 - publisher: the rest of the publisher (``gateway/publisher.py``, and ``window.py`` and
   ``replay.py`` once it is split), its own loop between publishes;
 - event loop: asyncio and anything else.
@@ -25,7 +26,8 @@ Samples of a thread waiting (the event loop in epoll, an idle SQLite or executor
 left out: py-spy keeps some of them here. The aiosqlite threads are told apart by name:
 ``Buffer`` opens its writer connection first, so ``Thread-1`` writes and ``Thread-2`` reads.
 
-Run: ``.venv/bin/python -m bench.profile [--seconds 30] [--tags 1000] [--raw FILE]``
+Run: ``.venv/bin/python -m bench.profile [--seconds 30] [--tags 1000] [--protocol opcua]
+[--raw FILE]``
 (py-spy is a bench tool, not a dependency: ``make bench-tools`` installs it into the venv).
 """
 
@@ -140,7 +142,7 @@ def area(thread: str, stack: list[tuple[str, str, int]]) -> str:
         "buffer/rows.py",  # the row encoding (rows.py from buffer schema 2)
     ):
         return "buffer commit"
-    if in_file("gateway/runtime.py", "connectors/", "pymodbus/"):
+    if in_file("gateway/runtime.py", "connectors/", "pymodbus/", "asyncua/"):
         return "scan and decode"
     if in_file("gateway/publisher.py", "gateway/window.py", "gateway/replay.py"):
         return "publisher"
@@ -191,11 +193,17 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0, help="after the first value")
     parser.add_argument("--tags", type=int, default=1000)
     parser.add_argument("--layout", choices=["per_tag", "per_batch"], default="per_tag")
+    parser.add_argument(
+        "--protocol",
+        choices=["modbus", "opcua"],
+        default="modbus",
+        help="the source: Modbus polled, or OPC UA subscribed (as bench.peers runs them)",
+    )
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--raw", type=Path, help="keep py-spy's raw output here")
     args = parser.parse_args()
     py_spy = find_py_spy()
-    case = Case("profile", "modbus", args.tags, args.layout, "profiled")
+    case = Case("profile", args.protocol, args.tags, args.layout, "profiled")
     with tempfile.TemporaryDirectory(prefix="plantgate-profile-") as tmp:
         work = Path(tmp)
         raw = args.raw or work / "raw.txt"
@@ -258,7 +266,8 @@ def main() -> None:
     rows.append(("all", str(working), "100.0", f"{per_value:.1f}"))
     print(
         table(
-            f"plantgate {args.layout}, {args.tags:,} tags every 100 ms, {wall:.0f} s under "
+            f"plantgate {args.layout}, {args.tags:,} {args.protocol} tags every 100 ms, "
+            f"{wall:.0f} s under "
             f"py-spy at {args.rate}/s: {values / wall:,.0f} values/s delivered, "
             f"{100 * cpu / wall:.0f}% of one core, {os.cpu_count()} cores; "
             f"{found.waiting} samples of waiting threads left out",
