@@ -370,9 +370,9 @@ def _message(err: ErrorDetails, loc: Loc, model_keys: list[str]) -> str:
         return f"{err.get('input')!r} may only use letters, digits, '_', '-'{dots}"
     if (
         kind in ("literal_error", "union_tag_invalid")
-        and loc[:1] == ("sources",)
-        and (loc[-1] == "protocol")
-    ):  # a source's protocol (mqtt.protocol is MQTT's version)
+        and loc[:1] == ("sources",)  # mqtt.protocol is MQTT's version, not a source's
+        and loc[-1] == "protocol"
+    ):
         given = err.get("ctx", {}).get("tag", err.get("input"))
         return f"unknown protocol {given!r}; this version supports: {', '.join(PROTOCOLS)}"
     msg = str(err["msg"])
