@@ -175,6 +175,11 @@ async def test_a_refused_publish_is_counted_for_its_source_said_once_and_never_b
             acked_press1 = stats.readings_acked
             await async_wait_until(lambda: stats.readings_acked > acked_press1 + 20, 15)
             assert "press1" not in stats.refused
+            # Released, not kept: the buffer empties between scans.
+            deadline = time.monotonic() + 15
+            while (await buffer.backlog())[0]:
+                assert time.monotonic() < deadline, "refused batches stay in the buffer"
+                await asyncio.sleep(0.02)
     said = [r.getMessage() for r in caplog.records if "broker refused" in r.getMessage()]
     assert len(said) == 2, said  # one per topic of secret (2 tags), however many refusals
     assert all("Not authorized (0x87)" in line and "secret" in line for line in said)

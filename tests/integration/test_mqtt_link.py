@@ -79,7 +79,7 @@ async def test_acks_and_commands_interleaved_on_one_connection(
 
 
 async def test_acks_over_tls_are_all_read(tmp_path: Path) -> None:
-    # TLS hands the loop decrypted records it cannot see as readable: they must be read too.
+    # TLS gives a record per recv(), and mosquitto sends each PUBACK in its own: every one read.
     ca = Authority(tmp_path)
     broker = Mosquitto(tmp_path / "broker", tls=ca.issue("broker", ("127.0.0.1",)))
     broker.start()
