@@ -89,6 +89,10 @@ class MqttLink:
 
     so nothing paho kept in memory from an earlier connection is ever re-sent: what was not
     acknowledged is re-sent from the buffer instead.
+
+    ``on_acks`` gets the message ids each read of the socket acknowledged, ``on_refused`` each
+    PUBLISH the broker refused (MQTT 5), ``on_message`` what subscriptions bring; all on the
+    loop's thread. ``host``/``port`` override the config's URL (a node of a broker cluster).
     """
 
     def __init__(
