@@ -115,3 +115,24 @@ async def test_a_broker_gone_closes_the_link_with_the_reason(
         await link.close()
     # mosquitto 2.0 stopping sends no DISCONNECT: the socket closes, the link says so.
     assert why == "the broker closed the connection"
+
+
+async def test_a_host_and_port_given_to_the_link_override_the_url(mosquitto: Mosquitto) -> None:
+    noted = Noted()
+    cfg = MqttConfig(url="mqtt://broker-a.invalid:1883")  # a node list's first entry, say
+    link = MqttLink(
+        cfg,
+        "link-test",
+        ("t/_gateway/status", b"offline"),
+        on_acks=noted.acked.extend,
+        on_refused=noted.refused.append,
+        host="127.0.0.1",
+        port=mosquitto.port,
+    )
+    await link.connect(5)
+    try:
+        assert link.where == f"127.0.0.1:{mosquitto.port}"
+        link.publish("t/a", b"1", qos=1, retain=False)
+        await async_wait_until(lambda: noted.acked == [1], 10)
+    finally:
+        await link.disconnect()
