@@ -1,20 +1,23 @@
 """Where a per_tag reading's CPU goes: plantgate under py-spy, sorted into areas.
 
-Runs what ``bench.peers`` runs for plantgate (its Modbus simulator process, a fresh mosquitto,
-mosquitto_sub counting), by default 1,000 tags every 100 ms published per tag, and records
+Runs what ``bench.peers`` runs for plantgate (its simulator process, a fresh mosquitto,
+mosquitto_sub counting), by default 1,000 Modbus tags every 100 ms published per tag
+(``--protocol opcua``: 1,000 OPC UA variables subscribed), and records
 the gateway with ``py-spy record --format raw --threads``. Every sample is put in the first
 area, in this order, that one of its frames belongs to:
 
-- PUBACK handling: paho's ``loop_read`` (the broker sends little else) and what it calls back
-  (the publisher's ack bookkeeping, buffer releases);
-- paho publish: ``MqttLink.publish``/paho's ``publish`` and ``loop_write`` (the socket writes);
+- PUBACK handling: ``MqttLink._readable`` (or paho's ``loop_read``, which read the socket
+  before issue #16; the broker sends little else) and what it calls back (the window's and
+  the publisher's ack bookkeeping, buffer releases);
+- MQTT publish: ``MqttLink.publish`` and ``_flush``, ``gateway/mqtt_wire.py``, paho's
+  ``publish`` and ``loop_write`` (the socket writes);
 - encode: ``gateway/encode.py`` (the stored readings decoded and each message formatted);
 - read-back: the publisher reading committed rows (``Buffer.take`` and friends), and SQLite
   work in the reader connection's thread;
 - buffer commit: ``Buffer.add``/``_write_loop``/``_commit``, the row encoding
   (``buffer/codec.py``, or ``buffer/rows.py``), and SQLite work in the writer connection's
   thread;
-- scan and decode: the source runtime, ``connectors/``, pymodbus;
+- scan and decode: the source runtime, ``connectors/``, pymodbus, asyncua;
 - publisher: the rest of the publisher (``gateway/publisher.py``, and ``window.py`` and
   ``replay.py`` once it is split), its own loop between publishes;
 - event loop: asyncio and anything else.
@@ -23,7 +26,8 @@ Samples of a thread waiting (the event loop in epoll, an idle SQLite or executor
 left out: py-spy keeps some of them here. The aiosqlite threads are told apart by name:
 ``Buffer`` opens its writer connection first, so ``Thread-1`` writes and ``Thread-2`` reads.
 
-Run: ``.venv/bin/python -m bench.profile [--seconds 30] [--tags 1000] [--raw FILE]``
+Run: ``.venv/bin/python -m bench.profile [--seconds 30] [--tags 1000] [--protocol opcua]
+[--raw FILE]``
 (py-spy is a bench tool, not a dependency: ``make bench-tools`` installs it into the venv).
 """
 
@@ -54,7 +58,7 @@ from simulators.broker import Mosquitto
 
 AREAS = (
     "PUBACK handling",
-    "paho publish",
+    "MQTT publish",
     "encode",
     "read-back",
     "buffer commit",
@@ -120,10 +124,15 @@ def area(thread: str, stack: list[tuple[str, str, int]]) -> str:
     def in_file(*wanted: str) -> bool:
         return any(f.endswith(w) or f"/{w}" in f or f.startswith(w) for f in files for w in wanted)
 
-    if "Client.loop_read" in functions:
+    if {"MqttLink._readable", "Client.loop_read"} & functions:
         return "PUBACK handling"
-    if {"MqttLink.publish", "Client.publish", "Client.loop_write"} & functions:
-        return "paho publish"
+    if {
+        "MqttLink.publish",
+        "MqttLink._flush",
+        "Client.publish",
+        "Client.loop_write",
+    } & functions or in_file("gateway/mqtt_wire.py"):
+        return "MQTT publish"
     if in_file("gateway/encode.py"):
         return "encode"
     if {"Buffer.take", "Buffer.max_id", "Buffer.wait_committed", "Buffer.backlog"} & functions:
@@ -133,7 +142,7 @@ def area(thread: str, stack: list[tuple[str, str, int]]) -> str:
         "buffer/rows.py",  # the row encoding (rows.py from buffer schema 2)
     ):
         return "buffer commit"
-    if in_file("gateway/runtime.py", "connectors/", "pymodbus/"):
+    if in_file("gateway/runtime.py", "connectors/", "pymodbus/", "asyncua/"):
         return "scan and decode"
     if in_file("gateway/publisher.py", "gateway/window.py", "gateway/replay.py"):
         return "publisher"
@@ -184,11 +193,17 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0, help="after the first value")
     parser.add_argument("--tags", type=int, default=1000)
     parser.add_argument("--layout", choices=["per_tag", "per_batch"], default="per_tag")
+    parser.add_argument(
+        "--protocol",
+        choices=["modbus", "opcua"],
+        default="modbus",
+        help="the source: Modbus polled, or OPC UA subscribed (as bench.peers runs them)",
+    )
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--raw", type=Path, help="keep py-spy's raw output here")
     args = parser.parse_args()
     py_spy = find_py_spy()
-    case = Case("profile", "modbus", args.tags, args.layout, "profiled")
+    case = Case("profile", args.protocol, args.tags, args.layout, "profiled")
     with tempfile.TemporaryDirectory(prefix="plantgate-profile-") as tmp:
         work = Path(tmp)
         raw = args.raw or work / "raw.txt"
@@ -251,7 +266,8 @@ def main() -> None:
     rows.append(("all", str(working), "100.0", f"{per_value:.1f}"))
     print(
         table(
-            f"plantgate {args.layout}, {args.tags:,} tags every 100 ms, {wall:.0f} s under "
+            f"plantgate {args.layout}, {args.tags:,} {args.protocol} tags every 100 ms, "
+            f"{wall:.0f} s under "
             f"py-spy at {args.rate}/s: {values / wall:,.0f} values/s delivered, "
             f"{100 * cpu / wall:.0f}% of one core, {os.cpu_count()} cores; "
             f"{found.waiting} samples of waiting threads left out",

@@ -174,6 +174,12 @@ class MqttConfig(Credentials):
     """Waits between attempts to reach the broker."""
     max_inflight: int = Field(default=1000, ge=1, le=60000)  # paho's message ids end at 65,535
     """Messages sent and not yet acknowledged, at most."""
+    protocol: Literal["3.1.1", 5] = "3.1.1"
+    """MQTT 3.1.1 or 5. With 5: reason codes in errors, refused publishes counted, per_tag
+    topic aliases (as many as the broker allows), and session_expiry."""
+    session_expiry: Duration | None = None
+    """MQTT 5: how long the broker keeps the gateway's session after a disconnect (None: it
+    ends with the connection). Readings never depend on it: they are re-sent from the buffer."""
     replay: ReplayConfig = ReplayConfig()
     """How the backlog is sent after an outage."""
     sparkplug: SparkplugConfig = SparkplugConfig()
@@ -221,6 +227,24 @@ class MqttConfig(Credentials):
     def nodes(self) -> list[BrokerNode]:
         """The broker nodes, in the order they are tried."""
         return [BrokerNode.of(u) for u in ([self.url] if isinstance(self.url, str) else self.url)]
+
+    @model_validator(mode="after")
+    def _session(self) -> MqttConfig:
+        if self.session_expiry is not None:
+            if self.protocol != 5:
+                raise ValueError(
+                    "session_expiry needs protocol: 5 (an MQTT 3.1.1 session ends with its "
+                    "connection)"
+                )
+            if self.format == "sparkplug":
+                # Sparkplug 3.0: an edge node connects with Clean Start and Session Expiry 0.
+                raise ValueError("session_expiry: Sparkplug requires sessions that end (remove it)")
+        return self
+
+    @property
+    def mqtt5(self) -> bool:
+        """True when speaking MQTT 5."""
+        return self.protocol == 5
 
     @property
     def host(self) -> str:
@@ -417,7 +441,11 @@ def _message(err: ErrorDetails, loc: Loc, model_keys: list[str]) -> str:
     if kind == "string_pattern_mismatch":
         dots = " and '.'" if "tags" in loc else ""
         return f"{err.get('input')!r} may only use letters, digits, '_', '-'{dots}"
-    if kind in ("literal_error", "union_tag_invalid") and loc and loc[-1] == "protocol":
+    if (
+        kind in ("literal_error", "union_tag_invalid")
+        and loc[:1] == ("sources",)  # mqtt.protocol is MQTT's version, not a source's
+        and loc[-1] == "protocol"
+    ):
         given = err.get("ctx", {}).get("tag", err.get("input"))
         return f"unknown protocol {given!r}; this version supports: {', '.join(PROTOCOLS)}"
     msg = str(err["msg"])

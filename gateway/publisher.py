@@ -6,14 +6,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from buffer import Buffer
 from gateway.backoff import backoff
 from gateway.config import Config
 from gateway.errors import BrokerError
-from gateway.mqtt import MqttLink
+from gateway.mqtt import MqttLink, Refusal
 from gateway.replay import ReplayCursor
 from gateway.session import Session
 from gateway.window import InflightWindow
@@ -41,6 +41,7 @@ class PublisherStats:
     readings_sent: int = 0
     readings_acked: int = 0
     replayed: int = 0
+    refused: dict[str, int] = field(default_factory=dict)  # readings the broker refused, per source
     last_ack_ms: int = 0  # epoch ms of the last acknowledged message
     last_error: str | None = None
     node: str = ""  # the broker node in use (its url)
@@ -149,16 +150,18 @@ class Publisher:
             cfg,
             cfg.client_id or self.config.gateway.name,
             will=self.session.will(),
-            on_ack=self._acked,
+            on_acks=self._acked,
+            on_refused=self._refused,
             on_message=self.session.received,
             node=node,
         )
         self._link = link
         try:
             await link.connect(cfg.connect_timeout)
-            topics = self.session.subscriptions()
-            if topics:
-                link.subscribe(topics)
+            # One SUBSCRIBE per filter: some brokers (aedes) answer a SUBSCRIBE of several
+            # filters with no SUBACK at all.
+            for topic, qos in self.session.subscriptions():
+                await link.subscribe([topic], qos, cfg.connect_timeout)
         except BaseException:
             await link.close()
             raise
@@ -263,8 +266,12 @@ class Publisher:
             for w in waits:
                 w.cancel()
 
-    def _acked(self, mid: int) -> None:
-        self.window.acked(mid)
+    def _acked(self, mids: list[int]) -> None:
+        self.window.acked(mids)
         self.stats.messages_acked = self.window.acked_messages
         self.stats.readings_acked = self.window.acked_readings
         self.stats.last_ack_ms = int(time.time() * 1000)
+
+    def _refused(self, refusal: Refusal) -> None:
+        self.window.refused(refusal)
+        self.stats.refused = self.window.refused_readings

@@ -75,7 +75,7 @@ async def publish_tracked(
     yields to the event loop every SLICE messages, so scans are never held up.
     """
     if batch is not None:
-        window.expect(batch.id, batch.count, len(messages))
+        window.expect(batch.id, batch.count, len(messages), batch.source)
     for n, (topic, payload) in enumerate(messages, 1):
         if batch is None:
             while not window.has_room():

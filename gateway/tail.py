@@ -33,13 +33,17 @@ def describe(topic: str, payload: bytes, now_ms: int) -> str:
 
 
 def tail(
-    cfg: MqttConfig, topic: str | None = None, count: int | None = None, out: TextIO = sys.stdout
+    cfg: MqttConfig,
+    topic: str | None = None,
+    count: int | None = None,
+    out: TextIO | None = None,
 ) -> int:
     """Subscribe to the gateway's topics and print each message until Ctrl-C (or ``count``).
 
     Exits 1 with one line saying why when the broker cannot be reached, refuses us, or drops
     the connection.
     """
+    out = out or sys.stdout  # looked up now: a default bound at import would outlive a redirect
     seen = 0
     failure: list[str] = []
     client = paho.Client(

@@ -149,10 +149,25 @@ def stack(*parts: str, thread: str = MAIN) -> str:
         ),
         (
             [
+                "MqttLink._readable (gateway/mqtt.py:290)",
+                "PacketReader.feed (gateway/mqtt_wire.py:140)",
+            ],
+            "PUBACK handling",
+        ),
+        (
+            [
                 "Publisher._send (gateway/publisher.py:287)",
                 "MqttLink.publish (gateway/mqtt.py:107)",
             ],
-            "paho publish",
+            "MQTT publish",
+        ),
+        (
+            [
+                "Handle._run (asyncio/events.py:84)",
+                "MqttLink._flush (gateway/mqtt.py:280)",
+                "Client._sock_send (paho/mqtt/client.py:1101)",
+            ],
+            "MQTT publish",
         ),
         (
             ["Publisher._send (gateway/publisher.py:285)", "per_tag (gateway/encode.py:20)"],
