@@ -103,6 +103,7 @@ class BufferStats:
     seq_jumps: dict[str, int] = field(default_factory=dict)  # source -> first seq after a jump
     write_errors: int = 0
     disk_full: bool = False
+    disk_full_events: int = 0  # times a commit found the disk (or the database) full
     last_commit_ms: int = 0  # epoch ms of the last successful commit
     moved_aside: str | None = None  # where an unusable database file was moved at start
 
@@ -701,6 +702,8 @@ class Buffer:
             )
         self._failing = str(exc)
         if is_full(exc):
+            if not self.stats.disk_full:
+                self.stats.disk_full_events += 1
             self.stats.disk_full = True
             async with self._evicting:
                 freed, problem = await diskfull.recover(
