@@ -375,3 +375,29 @@ async def test_a_tags_quality_change_is_logged_once_by_the_runtime(
         "dev: tag(s) not good: b (read holding:5+1: Modbus exception 2 (illegal data address))",
         "dev: tag(s) good again: b",
     ]
+
+
+async def test_a_subscribed_tags_quality_change_is_logged_once_by_the_runtime(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "gateway.quality")
+    batches: list[Batch] = []
+    device = FakeSubscriber()
+    t = tags({"name": "a", "heartbeat": "20ms"})
+    runner = SourceRunner(source(scan="20ms"), t, device, batches.append)
+    task = asyncio.create_task(runner.run())
+    try:
+        await async_wait_until(lambda: device.deliver is not None)
+        bad = Sample(None, Quality.BAD, reason="BadNoCommunication")
+        device.deliver([(0, bad)])
+        device.deliver([(0, bad)])
+        n = len(batches)  # the ticks offer the latest (bad) sample again: no news either
+        await async_wait_until(lambda: len(batches) >= n + 2, what="two heartbeats")
+        device.deliver([(0, Sample(1.5))])
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert caplog.messages == [
+        "dev: tag(s) not good: a (BadNoCommunication)",
+        "dev: tag(s) good again: a",
+    ]
