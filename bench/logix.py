@@ -128,10 +128,10 @@ async def gateway_scans(source: LogixSource, scans: int) -> dict[str, Any]:
         finally:
             in_driver.append(time.perf_counter() - t0)
 
-    async def timed_read(tags: Any) -> Any:
+    async def timed_read(plan: Any) -> Any:
         nonlocal sent
         t0 = time.perf_counter()
-        samples = await read(tags)
+        samples = await read(plan)
         if sent < 0:  # the first scan warms up (first replies, first values): not counted
             sent = connector.requests_sent
             clock.start()  # from here, ``scans`` more ticks of 500 ms

@@ -18,7 +18,7 @@ from connectors.opcua.connector import OpcUaConnector
 # Grows into a discriminated union on ``protocol`` as protocols are added.
 SourceConfig = Annotated[ModbusSource | LogixSource | OpcUaSource, Field(discriminator="protocol")]
 
-REGISTRY: dict[str, Callable[[Any], Connector[Any]]] = {
+REGISTRY: dict[str, Callable[[Any], Connector[Any, Any]]] = {
     "modbus": ModbusConnector,
     "logix": LogixConnector,
     "opcua": OpcUaConnector,
@@ -28,6 +28,6 @@ WRITERS = (ModbusConnector, LogixConnector, OpcUaConnector)
 """The connectors that can write (the Writer contract)."""
 
 
-def connector_for(source: SourceConfig) -> Connector[Any]:
+def connector_for(source: SourceConfig) -> Connector[Any, Any]:
     """Build the connector for a source from its protocol."""
     return REGISTRY[source.protocol](source)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from itertools import repeat
-from typing import Generic, TypeVar
 
 # What a tag value can be once decoded: JSON-friendly on purpose.
 Value = bool | int | float | str | None | list["Value"] | dict[str, "Value"]
@@ -53,11 +52,14 @@ class Quality(StrEnum):
 # Not frozen: a frozen dataclass pays for object.__setattr__ on every field, 10,000 times a scan.
 @dataclass(slots=True)
 class Sample:
-    """What a connector read for one tag: value, quality and the device's timestamp if any."""
+    """What a connector read for one tag: value, quality, the device's timestamp if any, and
+    why it is not good when the connector can say (the runtime logs it when the quality changes).
+    """
 
     value: Value
     quality: Quality = Quality.GOOD
     ts: int | None = None  # epoch ms from the device, when the protocol gives one
+    reason: str | None = None  # e.g. "Modbus exception 2 (illegal data address)"
 
 
 BAD_SAMPLE = Sample(None, Quality.BAD)
@@ -67,24 +69,41 @@ class Samples:
     """A scan's samples as columns, in the order of the tags read.
 
     What a connector that reads thousands of tags per scan returns instead of one
-    :class:`Sample` object per tag.
+    :class:`Sample` object per tag. ``reasons`` says why a sample is not good, by its index, for
+    the samples the connector can explain (one entry per tag of a refused request, say); the
+    runtime logs them when a tag's quality changes, so a connector never logs a tag's quality.
     """
 
-    __slots__ = ("qualities", "stamps", "values")
+    __slots__ = ("qualities", "reasons", "stamps", "values")
 
     def __init__(
-        self, values: list[Value], qualities: list[Quality], stamps: list[int | None] | None = None
+        self,
+        values: list[Value],
+        qualities: list[Quality],
+        stamps: list[int | None] | None = None,
+        reasons: dict[int, str] | None = None,
     ) -> None:
         self.values = values
         self.qualities = qualities
         self.stamps = stamps  # None: no device timestamps, the scan's time stands for all
+        self.reasons = reasons  # None: no sample's quality explained
+
+    @classmethod
+    def of(cls, samples: Sequence[Sample]) -> Samples:
+        """The same samples as columns."""
+        qualities = [s.quality for s in samples]
+        reasons: dict[int, str] | None = None
+        if qualities.count(Quality.GOOD) != len(qualities):  # else nothing to explain
+            reasons = {i: s.reason for i, s in enumerate(samples) if s.reason is not None}
+        return cls([s.value for s in samples], qualities, [s.ts for s in samples], reasons)
 
     def __len__(self) -> int:
         return len(self.values)
 
     def __iter__(self) -> Iterator[Sample]:
         stamps = self.stamps if self.stamps is not None else repeat(None)
-        return map(Sample, self.values, self.qualities, stamps)
+        reasons = map((self.reasons or {}).get, range(len(self.values)))
+        return map(Sample, self.values, self.qualities, stamps, reasons)
 
     def __repr__(self) -> str:
         return f"Samples({list(self)!r})"
@@ -101,40 +120,6 @@ class Reading:
     seq: int
 
 
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class ByIdentity(Generic[K, V]):
-    """Work done once per object that is reused (a scan's tag list), found by identity.
-
-    Each key object is kept alive, so its id cannot be taken by another; bounded: a caller
-    that makes new objects every time only empties it now and then.
-    """
-
-    def __init__(self, limit: int = 64) -> None:
-        self._items: dict[int, tuple[K, V]] = {}
-        self._limit = limit
-
-    def get(self, key: K, make: Callable[[K], V]) -> V:
-        """The value made for ``key`` (this very object), making it on first sight."""
-        item = self._items.get(id(key))  # held here, no other object can have key's id
-        if item is not None:
-            return item[1]
-        if len(self._items) >= self._limit:
-            self._items.clear()
-        value = make(key)
-        self._items[id(key)] = (key, value)
-        return value
-
-
-class ScanTags(list[str]):
-    """The tag names of a whole scan, one list object reused by every batch of that scan.
-
-    Never mutated once made, so encoders may cache work by its identity.
-    """
-
-
 class Batch:
     """One source's readings from one scan: the unit of storage and of work.
 
@@ -147,7 +132,7 @@ class Batch:
     def __init__(self, source: str, ts: int, readings: Sequence[Reading] = ()) -> None:
         self.source = source
         self.ts = ts  # epoch ms of the scan
-        self.tags: list[str] = [r.tag for r in readings]
+        self.tags: Sequence[str] = [r.tag for r in readings]
         self.values: list[Value] = [r.value for r in readings]
         self.qualities: list[Quality] = [r.quality for r in readings]
         self.stamps: list[int] = [r.ts for r in readings]  # each reading's epoch ms
@@ -158,13 +143,16 @@ class Batch:
         cls,
         source: str,
         ts: int,
-        tags: list[str],
+        tags: Sequence[str],
         values: list[Value],
         qualities: list[Quality],
         stamps: list[int],
         first_seq: int,
     ) -> Batch:
-        """A batch from its columns, numbered from ``first_seq`` on."""
+        """A batch from its columns, numbered from ``first_seq`` on.
+
+        ``tags`` may be shared by many batches (a scan's tuple of names): it is never changed.
+        """
         batch = cls(source, ts)
         batch.tags, batch.values, batch.qualities, batch.stamps = tags, values, qualities, stamps
         batch.seqs = range(first_seq, first_seq + len(tags))

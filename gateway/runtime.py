@@ -9,35 +9,52 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import repeat
-from typing import Any, cast
+from typing import Any
 
 from connectors.base import Connector, Subscriber
 from gateway.backoff import backoff
 from gateway.errors import ConnectionLost
-from gateway.models import (
-    BAD_SAMPLE,
-    Batch,
-    ByIdentity,
-    Quality,
-    Sample,
-    Samples,
-    ScanTags,
-    Value,
-    epoch_ms,
-)
+from gateway.models import Batch, Quality, Sample, Samples, Value, epoch_ms
+from gateway.quality import QualityLog
 from gateway.report import ExceptionReporter
 from gateway.schema import SourceBase, TagBase
 
 log = logging.getLogger(__name__)
 
 
+class Scan:
+    """What one scan reads and reports, worked out once instead of on every scan.
+
+    One per scan group, and one per combination of groups that fell due at the same tick
+    (made the first time, then kept). It holds the tags, their names (one tuple, shared by
+    every batch of the scan), whether every tag says ``report: always`` (then there is nothing
+    to select), and the connector's plan for reading the tags, made again after each connect.
+    """
+
+    __slots__ = ("always", "names", "plan", "tags")
+
+    def __init__(self, tags: Sequence[TagBase]) -> None:
+        self.tags: tuple[TagBase, ...] = tuple(tags)
+        self.names: tuple[str, ...] = tuple(t.name for t in tags)
+        self.always = all(t.report == "always" for t in tags)
+        self.plan: Any = None  # the connector's own type: only the connector looks inside
+
+    def __repr__(self) -> str:
+        return f"Scan({list(self.names)!r})"
+
+
 @dataclass(slots=True)
 class ScanGroup:
-    """The tags of one source that share a scan interval."""
+    """The tags of one source that share a scan interval: their Scan and when it is next due."""
 
     interval: float
-    tags: list[TagBase]
+    scan: Scan
     next_due: float = 0.0
+
+    @property
+    def tags(self) -> tuple[TagBase, ...]:
+        """The group's tags."""
+        return self.scan.tags
 
 
 @dataclass(slots=True)
@@ -58,7 +75,7 @@ def scan_groups(source: SourceBase, tags: Sequence[TagBase]) -> list[ScanGroup]:
     groups: dict[float, list[TagBase]] = {}
     for tag in tags:
         groups.setdefault(tag.scan or source.scan, []).append(tag)
-    return [ScanGroup(interval, members) for interval, members in sorted(groups.items())]
+    return [ScanGroup(interval, Scan(members)) for interval, members in sorted(groups.items())]
 
 
 class SourceRunner:
@@ -68,7 +85,7 @@ class SourceRunner:
         self,
         source: SourceBase,
         tags: Sequence[TagBase],
-        connector: Connector[Any],
+        connector: Connector[Any, Any],
         emit: Callable[[Batch], None],
         last_seq: int = 0,
     ) -> None:
@@ -78,14 +95,16 @@ class SourceRunner:
         self.emit = emit
         self.seq = last_seq
         self.groups = scan_groups(source, tags)
+        # Every Scan, by the positions in ``groups`` of the groups it reads: one per group from
+        # the start, one per combination once it has fallen due (at most 2**groups - 1).
+        self._scans: dict[tuple[int, ...], Scan] = {(i,): g.scan for i, g in enumerate(self.groups)}
         self.stats = SourceStats()
         self._reporter = ExceptionReporter()
+        self._qualities = QualityLog(source.name)
         self._delays = backoff(base=0.5, cap=source.backoff_max)
         self._stopping = False
         self._latest: dict[int, Sample] = {}  # subscription mode: last sample of each tag
-        self._combos: dict[tuple[int, ...], list[TagBase]] = {}
         self._members: dict[str, TagBase] = {}  # structure members, named tag.member.sub
-        self._names: ByIdentity[Sequence[TagBase], tuple[ScanTags, bool]] = ByIdentity()
 
     def stop(self) -> None:
         """Ask the scan loop to end at its next tick (the task is also cancelled)."""
@@ -93,10 +112,12 @@ class SourceRunner:
 
     @property
     def subscribing(self) -> bool:
-        """True when the source asks for subscriptions and its connector can push changes."""
-        return bool(getattr(self.source, "subscribe", False)) and hasattr(
-            self.connector, "subscribe"
-        )
+        """True when the connector can push changes and the source's config asks for it."""
+        return self._subscriber() is not None
+
+    def _subscriber(self) -> Subscriber[Any] | None:
+        connector = self.connector
+        return connector if isinstance(connector, Subscriber) and connector.subscribes else None
 
     async def run(self) -> None:
         """Scan (or subscribe) until cancelled; never raises for device trouble."""
@@ -104,30 +125,32 @@ class SourceRunner:
         if self.stats.state == "connected":  # restarted after a failure: connect afresh
             self.stats.state = "starting"
         try:
-            if self.subscribing:
-                await self._run_subscribed(loop)
+            subscriber = self._subscriber()
+            if subscriber is not None:
+                await self._run_subscribed(loop, subscriber)
             while not self._stopping:
                 if self.stats.state != "connected":
                     await self._connect(loop.time())
                     if self.stats.state != "connected":
                         await asyncio.sleep(next(self._delays))
                         continue
-                    self._prepare()
+                    self._plan()
                     self._realign(loop.time())
                 due_at = min(g.next_due for g in self.groups)
                 delay = due_at - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                due = [g for g in self.groups if g.next_due <= due_at]
-                await self._scan(due, due_at)
+                due = tuple(i for i, g in enumerate(self.groups) if g.next_due <= due_at)
+                await self._scan(self._scan_of(due), due_at)
                 self._advance(due, loop.time())
         finally:
             await asyncio.shield(self.connector.close())
 
-    async def _run_subscribed(self, loop: asyncio.AbstractEventLoop) -> None:
+    async def _run_subscribed(
+        self, loop: asyncio.AbstractEventLoop, connector: Subscriber[Any]
+    ) -> None:
         """Changes are pushed as they come; every scan the latest samples are offered again,
         so ``heartbeat`` and ``report: always`` keep their meaning."""
-        connector = cast("Subscriber[Any]", self.connector)
         while not self._stopping:
             await self._connect(loop.time())
             if self.stats.state != "connected":
@@ -138,7 +161,7 @@ class SourceRunner:
                 await connector.subscribe(self.tags, self._deliver)
                 raise ConnectionLost("the subscription ended")
             except ConnectionLost as exc:
-                await connector.close()
+                await self.connector.close()
                 self._latest.clear()
                 self._lost(str(exc), loop.time())
             finally:
@@ -153,8 +176,10 @@ class SourceRunner:
             samples.append(sample)
         if tags:
             self.stats.scans += 1
+            columns = Samples.of(samples)
+            self._qualities.note([t.name for t in tags], columns.qualities, columns.reasons)
             loop_time = asyncio.get_running_loop().time()
-            self._report(tags, samples, loop_time, epoch_ms())
+            self._report(tags, columns, loop_time, epoch_ms())
 
     async def _offer_latest(self, loop: asyncio.AbstractEventLoop) -> None:
         next_tick = loop.time() + self.source.scan
@@ -166,7 +191,7 @@ class SourceRunner:
                 tags = [self.tags[i] for i in indices]
                 samples = [self._latest[i] for i in indices]
                 # The device's own timestamp stays: an unchanged value keeps the time it was read.
-                self._report(tags, samples, loop.time(), epoch_ms())
+                self._report(tags, Samples.of(samples), loop.time(), epoch_ms())
 
     async def _connect(self, now: float) -> None:
         try:
@@ -198,51 +223,49 @@ class SourceRunner:
                     or [tag]
                 )
             ]
-            self._report(tags, [BAD_SAMPLE] * len(tags), now, wall_ms=epoch_ms())
+            bad = Samples([None] * len(tags), [Quality.BAD] * len(tags))
+            self._report(tags, bad, now, wall_ms=epoch_ms())
         self.stats.state = "lost"
         self.stats.last_error = reason
 
-    async def _scan(self, due: list[ScanGroup], tick: float) -> None:
-        tags = due[0].tags if len(due) == 1 else self._combined(due)
+    async def _scan(self, scan: Scan, tick: float) -> None:
         wall_ms = epoch_ms()
         started = time.perf_counter()
         try:
-            samples = await self.connector.read(tags)
+            read = await self.connector.read(scan.plan)
         except ConnectionLost as exc:
             await self.connector.close()
             self._lost(str(exc), tick)
             return
         self.stats.scans += 1
         self.stats.last_scan_ms = (time.perf_counter() - started) * 1000
-        self._report(tags, samples, tick, wall_ms, whole=True)
+        samples = read if isinstance(read, Samples) else Samples.of(read)
+        self._qualities.note(scan.names, samples.qualities, samples.reasons)
+        self._report(scan.tags, samples, tick, wall_ms, scan)
 
-    def _combined(self, due: list[ScanGroup]) -> list[TagBase]:
-        """One list per combination of groups falling due together, built once and reused:
-        connectors key their request plans on it."""
-        key = tuple(id(g) for g in due)
-        tags = self._combos.get(key)
-        if tags is None:
-            tags = self._combos[key] = [t for g in due for t in g.tags]
-        return tags
+    def _scan_of(self, due: tuple[int, ...]) -> Scan:
+        """The Scan of these groups together: made (and planned) the first time they fall due
+        at once, then kept."""
+        scan = self._scans.get(due)
+        if scan is None:
+            scan = self._scans[due] = Scan([t for i in due for t in self.groups[i].tags])
+            scan.plan = self.connector.plan(scan.tags)
+        return scan
 
     def _report(
         self,
         tags: Sequence[TagBase],
-        samples: Sequence[Sample] | Samples,
+        samples: Samples,
         tick: float,
         wall_ms: int,
-        whole: bool = False,  # tags is a scan group's own list, reused every scan
+        scan: Scan | None = None,  # the Scan that read them, when these are its samples
     ) -> None:
-        if not isinstance(samples, Samples):
-            samples = Samples(
-                [s.value for s in samples], [s.quality for s in samples], [s.ts for s in samples]
-            )
         if any(map(isinstance, samples.values, repeat(dict))):
             tags, samples = self._flatten(tags, samples)
-            whole = False
+            scan = None  # its names are no longer the readings' names
         values, qualities, stamps = samples.values, samples.qualities, samples.stamps
-        names, always = self._names.get(tags, self._names_of) if whole else (None, False)
-        if always:  # report: always on every tag of the scan: nothing to select
+        names = scan.names if scan is not None else None
+        if scan is not None and scan.always:  # report: always on every tag: nothing to select
             chosen: Sequence[int] = range(len(values))
         else:
             chosen = self._reporter.select(tags, values, qualities, tick)
@@ -267,11 +290,6 @@ class SourceRunner:
         self.seq += len(batch)
         self.stats.readings += len(batch)
         self.emit(batch)
-
-    @staticmethod
-    def _names_of(tags: Sequence[TagBase]) -> tuple[ScanTags, bool]:
-        """A scan's tag names, and whether every one of its tags says ``report: always``."""
-        return ScanTags(t.name for t in tags), all(t.report == "always" for t in tags)
 
     def _flatten(self, tags: Sequence[TagBase], samples: Samples) -> tuple[list[TagBase], Samples]:
         """A structure (e.g. a Logix UDT) is published as its members: ``recipe.speed``."""
@@ -298,9 +316,9 @@ class SourceRunner:
             walk(row[0], row[0].name, *row[1:])
         return out_tags, Samples(values, qualities, stamps)
 
-    def _advance(self, due: list[ScanGroup], now: float) -> None:
+    def _advance(self, due: tuple[int, ...], now: float) -> None:
         """Move scanned groups to their next tick; ticks already missed are skipped and counted."""
-        for group in due:
+        for group in map(self.groups.__getitem__, due):
             group.next_due += group.interval
             if group.next_due <= now:
                 missed = math.floor((now - group.next_due) / group.interval) + 1
@@ -313,16 +331,14 @@ class SourceRunner:
                     group.interval,
                 )
 
-    def _prepare(self) -> None:
-        """Let the connector do its once-per-tag-list work (e.g. request plans) before the
-        tick grid starts, so the first scan is as quick as the rest and overruns nothing."""
-        prepare = getattr(self.connector, "prepare", None)
-        if prepare is None:
-            return
-        for group in self.groups:
-            prepare(group.tags)
-        if len(self.groups) > 1:  # the first scan, and later ones, read every group at once
-            prepare(self._combined(self.groups))
+    def _plan(self) -> None:
+        """After a connect, have the connector plan every Scan known so far, before the tick
+        grid starts, so the first scan is as quick as the rest and overruns nothing."""
+        everything = tuple(range(len(self.groups)))  # what the first scan reads
+        if everything not in self._scans:
+            self._scans[everything] = Scan([t for g in self.groups for t in g.tags])
+        for scan in self._scans.values():
+            scan.plan = self.connector.plan(scan.tags)
 
     def _realign(self, now: float) -> None:
         """After a (re)connect, scan at once; the tick grid continues from here."""

@@ -6,21 +6,21 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pycomm3 import CommError, LogixDriver
 
-from connectors.base import Writer
+from connectors.base import Connector, Writer
 from connectors.logix.config import LogixSource, LogixTag
 from connectors.logix.declared import declare
 from connectors.logix.driver import Driver, reason
 from connectors.logix.resolve import Resolved, TagTable, bad_sample, dimensions, plain_value
 from connectors.logix.writes import plc_type_of, write_value
 from gateway.errors import ConnectionLost, DeviceError
-from gateway.models import BAD_SAMPLE, Sample, Value
+from gateway.models import Quality, Sample, Value
 from gateway.writes import PlcType
 
 log = logging.getLogger(__name__)
@@ -32,20 +32,24 @@ T = TypeVar("T")
 # Within this many bytes of the connection size a lone read is paired with a small tag, which
 # sends it down pycomm3's multi-request path, where it is sized (and fragmented) correctly.
 LONE_READ_MARGIN = 64
-MAX_NAMES_LOGGED = 10
-MAX_PLANS = 64
 
 
 @dataclass(frozen=True, slots=True)
-class _Plan:
-    """One tag list's reads: each tag's resolution (or why not) and the request texts."""
+class LogixPlan:
+    """How one scan's tags are read on this connection: each tag's resolution in the tag list
+    (or why it cannot be read), and the request texts of the one pycomm3 call."""
 
-    how: list[Resolved | str]
+    how: tuple[Resolved | str, ...]
     requests: list[str]
 
 
 class LogixConnector:
-    """Reads a Logix controller's tags over one CIP connection, in as few requests as fit."""
+    """Reads a Logix controller's tags over one CIP connection, in as few requests as fit.
+
+    A tag the controller refuses, or that its tag list does not have, is bad with the reason
+    (``CIP status 0x05 (path destination unknown)``, ``NoSuchTag is not in the controller's tag
+    list``).
+    """
 
     def __init__(self, source: LogixSource) -> None:
         self.source = source
@@ -53,11 +57,8 @@ class LogixConnector:
         self._plc: Driver | None = None
         self._table: TagTable | None = None
         self._resolved: dict[str, Resolved | str] = {}  # address -> how to read it, or why not
-        self._plans: dict[tuple[int, ...], _Plan] = {}  # per tag list the runtime scans
         self._companion: str | None = None  # a small tag to pair with a lone large read
-        self._problems: dict[str, str] = {}  # tag name -> why it is bad now, logged once
         self.requests_sent = 0  # CIP requests and fragments sent by read()
-        self._singles: dict[str, list[LogixTag]] = {}  # one-tag lists for read_back
 
     @property
     def connection_size(self) -> int:
@@ -65,45 +66,46 @@ class LogixConnector:
         return int(self._plc.connection_size) if self._plc is not None else 0
 
     async def connect(self) -> None:
-        """Open the connection, get the tag list (uploaded or declared) and check every tag."""
+        """Open the connection and get the tag list (uploaded or declared)."""
         if self._plc is not None:
             await self.close()
         self._plc = await self._call(self._open)
         # Built once per connection: a program download may change the list, and reconnects.
         self._table = TagTable(self._plc.tags)
-        self._resolved, self._plans = {}, {}
+        self._resolved = {}
         self._companion = _small_tag(self._table)
-        unknown = []
-        for tag in self.source.tags:
-            resolved = self._resolve(tag, self._table)
-            if isinstance(resolved, str):
-                unknown.append((tag, resolved))
-        self._note(unknown, ())
 
-    async def read(self, tags: Sequence[LogixTag]) -> list[Sample]:
-        """Read the tags once, in one pycomm3 call; a tag the controller refuses is bad alone."""
+    def plan(self, tags: Sequence[LogixTag]) -> LogixPlan:
+        """Look the tags up in this connection's tag list and gather their requests; no I/O."""
         plc, table = self._plc, self._table
         if plc is None or table is None:
             raise ConnectionLost(f"not connected to {self.source.path}")
-        plan = self._plan(tags, table, plc.connection_size)
+        how = tuple(self._resolve(tag, table) for tag in tags)
+        readable = [r for r in how if isinstance(r, Resolved)]
+        requests = list(dict.fromkeys(r.request for r in readable))
+        lone = readable[0].size if len(requests) == 1 else 0
+        size = plc.connection_size
+        if size - LONE_READ_MARGIN < lone <= size and self._companion:
+            requests.append(self._companion)
+        return LogixPlan(how, requests)
+
+    async def read(self, plan: LogixPlan) -> list[Sample]:
+        """Read the plan's tags once, in one pycomm3 call; a tag the controller refuses is bad
+        alone."""
+        plc = self._plc
+        if plc is None:
+            raise ConnectionLost(f"not connected to {self.source.path}")
         results = await self._call(self._read, plc, plan.requests) if plan.requests else {}
         samples: list[Sample] = []
-        bad: list[tuple[LogixTag, str]] = []
-        for tag, how in zip(tags, plan.how, strict=True):
+        for how in plan.how:
             if isinstance(how, str):
-                samples.append(BAD_SAMPLE)
+                samples.append(Sample(None, Quality.BAD, reason=how))
                 continue
             value, error = results[how.request]
             if error is not None:
-                bad.append((tag, error))
-                samples.append(bad_sample(how))
+                samples.append(bad_sample(how, error))
             else:
                 samples.append(Sample(plain_value(value, how)))
-        if bad or self._problems:  # else nothing changed: skip the bookkeeping
-            failed = {t.name for t, _ in bad}
-            pairs = zip(tags, plan.how, strict=True)
-            good = [t for t, h in pairs if isinstance(h, Resolved) and t.name not in failed]
-            self._note(bad, good)
         return samples
 
     def plc_type(self, tag: LogixTag) -> PlcType | None:
@@ -119,9 +121,7 @@ class LogixConnector:
 
     async def read_back(self, tag: LogixTag) -> Sample:
         """Read one tag now, outside the scans, to confirm a write."""
-        # One list object per tag, so the plan made for it is found again next time.
-        single = self._singles.setdefault(tag.name, [tag])
-        (sample,) = await self.read(single)
+        (sample,) = await self.read(self.plan([tag]))
         return sample
 
     async def write(self, tag: LogixTag, value: Value) -> None:
@@ -231,23 +231,6 @@ class LogixConnector:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
 
-    def _plan(self, tags: Sequence[LogixTag], table: TagTable, connection_size: int) -> _Plan:
-        """How to read a tag list, worked out on its first scan and kept for the connection."""
-        key = tuple(id(t) for t in tags)
-        plan = self._plans.get(key)
-        if plan is not None:
-            return plan
-        how = [self._resolve(tag, table) for tag in tags]
-        readable = [r for r in how if isinstance(r, Resolved)]
-        requests = list(dict.fromkeys(r.request for r in readable))
-        lone = readable[0].size if len(requests) == 1 else 0
-        if connection_size - LONE_READ_MARGIN < lone <= connection_size and self._companion:
-            requests.append(self._companion)
-        if len(self._plans) >= MAX_PLANS:  # tag lists come from the runtime's few scan groups
-            self._plans.clear()
-        plan = self._plans[key] = _Plan(how, requests)
-        return plan
-
     def _resolve(self, tag: LogixTag, table: TagTable) -> Resolved | str:
         key = str(tag.address)
         found = self._resolved.get(key)
@@ -258,19 +241,6 @@ class LogixConnector:
                 found = str(exc)
             self._resolved[key] = found
         return found
-
-    def _note(self, bad: Iterable[tuple[LogixTag, str]], good: Iterable[LogixTag]) -> None:
-        """Log tags that turned bad, and those readable again, once per change."""
-        newly_bad = []
-        for tag, why in bad:
-            if self._problems.get(tag.name) != why:
-                self._problems[tag.name] = why
-                newly_bad.append(f"{tag.name} ({tag.address}): {why}")
-        recovered = [t.name for t in good if self._problems.pop(t.name, None) is not None]
-        if newly_bad:
-            log.warning("%s: tags bad: %s", self.source.name, _some(newly_bad))
-        if recovered:
-            log.info("%s: tags readable again: %s", self.source.name, _some(recovered, ", "))
 
 
 def _small_tag(table: TagTable) -> str | None:
@@ -289,11 +259,6 @@ def _close_quietly(plc: LogixDriver) -> None:
         plc.close()  # type: ignore[no-untyped-call]
 
 
-def _some(items: list[str], sep: str = "; ") -> str:
-    shown = sep.join(items[:MAX_NAMES_LOGGED])
-    more = len(items) - MAX_NAMES_LOGGED
-    return f"{shown} (and {more} more)" if more > 0 else shown
-
-
 if TYPE_CHECKING:  # the contract, checked by mypy
+    _connector: type[Connector[LogixTag, LogixPlan]] = LogixConnector
     _writer: type[Writer[LogixTag]] = LogixConnector

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.logix.address import Address, Part
-from gateway.models import BAD_SAMPLE, Quality, Sample, Value
+from gateway.models import Quality, Sample, Value
 
 # Bytes per element of the atomic types (pycomm3 lists BOOL arrays as DWORD).
 ATOMIC_SIZES = {
@@ -176,13 +176,14 @@ class TagTable:
         return Resolved(request, data_type, elements, size, shape)
 
 
-def bad_sample(resolved: Resolved) -> Sample:
-    """A bad reading; a UDT keeps its members' names, so each member's topic turns bad too."""
+def bad_sample(resolved: Resolved, reason: str) -> Sample:
+    """A bad reading, and why; a UDT keeps its members' names, so each member's topic turns bad
+    too."""
     if resolved.elements == 1 and not resolved.shape:
         skeleton = _skeleton(resolved.data_type, 0)
         if isinstance(skeleton, dict):
-            return Sample(skeleton, Quality.BAD)
-    return BAD_SAMPLE
+            return Sample(skeleton, Quality.BAD, reason=reason)
+    return Sample(None, Quality.BAD, reason=reason)
 
 
 def _skeleton(data_type: DataType | None, depth: int) -> Value:

@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import struct
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
 
-from connectors.base import Writer
+from connectors.base import Connector, Writer
 from connectors.modbus.codec import ByteOrder, encode
 from connectors.modbus.config import MAX_REGISTERS, ModbusSource, ModbusTag
 from connectors.modbus.decode import RequestDecoder
 from connectors.modbus.plan import ReadRequest, plan_reads
 from connectors.modbus.replies import REPLIES
 from gateway.errors import ConnectionLost, DeviceError, WriteUnconfirmed
-from gateway.models import ByIdentity, Quality, Sample, Samples, Value
+from gateway.models import Quality, Sample, Samples, Value
 from gateway.writes import PlcType
-
-log = logging.getLogger(__name__)
 
 _GOOD, _BAD = Quality.GOOD, Quality.BAD  # looked up once: enum attributes are slow
 
@@ -64,19 +62,25 @@ def registers_for(tag: ModbusTag, value: Value, order: ByteOrder) -> list[int]:
         raise ValueError(f"{tag.name}: {value!r} is not a {data_type}; check_write first") from exc
 
 
-# A scan's requests, each with the decoder of its reply.
-Plan = list[tuple[ReadRequest, RequestDecoder]]
+@dataclass(frozen=True, slots=True)
+class ModbusPlan:
+    """How one scan's tags are read: the fewest requests, each with the decoder of its reply."""
+
+    size: int  # tags in the scan
+    requests: tuple[tuple[ReadRequest, RequestDecoder], ...]
 
 
 class ModbusConnector:
-    """Reads tags from one Modbus TCP device, coalescing them into few requests."""
+    """Reads tags from one Modbus TCP device, coalescing them into few requests.
+
+    A request the device refuses (or does not answer, or answers garbled) marks its own tags
+    bad, each with the request and the device's words as the reason: ``read holding:0+10:
+    Modbus exception 2 (illegal data address)``.
+    """
 
     def __init__(self, source: ModbusSource) -> None:
         self.source = source
         self._clients: list[AsyncModbusTcpClient] = []
-        self._plans: ByIdentity[Sequence[ModbusTag], Plan] = ByIdentity()
-        # Requests failing now, by (unit, table, start), so changes are logged once.
-        self._refused: dict[tuple[int, str, int], str] = {}
         self.requests_sent = 0
         self.writes_sent = 0
         self._writing = asyncio.Lock()  # one write at a time: a bit's read-modify-write
@@ -121,34 +125,47 @@ class ModbusConnector:
             client.register(reply)
         return client
 
-    def prepare(self, tags: Sequence[ModbusTag]) -> None:
-        """Plan the requests for this tag list now (10,000 tags take ~0.1 s), not in a scan."""
-        self._plans.get(tags, self._plan)
+    def plan(self, tags: Sequence[ModbusTag]) -> ModbusPlan:
+        """The fewest requests for the tags, each with its reply's decoder (10,000 tags take
+        ~0.1 s: once per scan and connection, not in every scan)."""
+        requests = plan_reads(
+            tags,
+            unit_id=self.source.unit_id,
+            max_registers=self.source.max_registers_per_read,
+            max_gap=self.source.max_gap,
+        )
+        order = self.source.byte_order
+        return ModbusPlan(
+            len(tags),
+            tuple(
+                (r, RequestDecoder(r.start, r.members, order, bits=r.table in ("coil", "discrete")))
+                for r in requests
+            ),
+        )
 
-    async def read(self, tags: Sequence[ModbusTag]) -> Samples:
-        """Read the tags once; a refused request marks only its own tags bad."""
-        # The runtime passes the same list object for the same scan group every time.
-        plan = self._plans.get(tags, self._plan)
+    async def read(self, plan: ModbusPlan) -> Samples:
+        """Read the plan's tags once; a refused request marks only its own tags bad."""
         # Columns, not a Sample object per tag: this runs for every tag on every scan.
-        values: list[Value] = [None] * len(tags)
-        qualities = [_BAD] * len(tags)
-        requests = iter(plan)
+        values: list[Value] = [None] * plan.size
+        qualities = [_BAD] * plan.size
+        reasons: dict[int, str] = {}
+        requests = iter(plan.requests)
         clients = self._clients
         if not clients:
             raise ConnectionLost(f"not connected to {self.source.host}:{self.source.port}")
         if len(clients) == 1:
-            await self._read_requests(clients[0], requests, values, qualities)
+            await self._read_requests(clients[0], requests, values, qualities, reasons)
         else:
             # Each connection takes the next request as soon as its last reply is decoded;
             # a lost one ends the scan once the others' requests in flight have answered.
             outcomes = await asyncio.gather(
-                *(self._read_requests(c, requests, values, qualities) for c in clients),
+                *(self._read_requests(c, requests, values, qualities, reasons) for c in clients),
                 return_exceptions=True,
             )
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     raise outcome
-        return Samples(values, qualities)
+        return Samples(values, qualities, reasons=reasons or None)
 
     async def _read_requests(
         self,
@@ -156,6 +173,7 @@ class ModbusConnector:
         requests: Iterator[tuple[ReadRequest, RequestDecoder]],
         values: list[Value],
         qualities: list[Quality],
+        reasons: dict[int, str],
     ) -> None:
         """Send requests on one connection until none are left, decoding each reply."""
         delay = self.source.request_delay
@@ -165,7 +183,8 @@ class ModbusConnector:
             try:
                 words, blob = await self._read_block(client, request)
             except DeviceError as exc:
-                self._note_refused(request, str(exc))
+                why = f"read {request.table}:{request.start}+{request.count}: {exc}"
+                reasons.update((index, why) for index, _ in request.members)
                 continue
             except ConnectionLost as exc:
                 for _ in requests:  # the other connections stop after their current request
@@ -175,8 +194,7 @@ class ModbusConnector:
                     count = len(self._clients)
                     raise ConnectionLost(f"{exc} (connection {which} of {count})") from exc
                 raise
-            self._note_refused(request, None)
-            self._decode(decoder, words, blob, values, qualities)
+            self._decode(decoder, words, blob, values, qualities, reasons)
 
     def _decode(
         self,
@@ -185,6 +203,7 @@ class ModbusConnector:
         blob: bytes,
         values: list[Value],
         qualities: list[Quality],
+        reasons: dict[int, str],
     ) -> None:
         """Put one reply's values and qualities in their places in the scan's columns."""
         decoded = decoder.values(words, blob)
@@ -198,23 +217,7 @@ class ModbusConnector:
             try:
                 values[index], qualities[index] = read_tag(words, blob), _GOOD
             except (ValueError, IndexError, struct.error) as exc:  # e.g. a short reply
-                log.warning(
-                    "%s: %s: cannot decode %s: %s", self.source.name, tag.name, tag.address, exc
-                )
-
-    def _plan(self, tags: Sequence[ModbusTag]) -> Plan:
-        """The fewest requests for the tags, each with its reply's decoder."""
-        requests = plan_reads(
-            tags,
-            unit_id=self.source.unit_id,
-            max_registers=self.source.max_registers_per_read,
-            max_gap=self.source.max_gap,
-        )
-        order = self.source.byte_order
-        return [
-            (r, RequestDecoder(r.start, r.members, order, bits=r.table in ("coil", "discrete")))
-            for r in requests
-        ]
+                reasons[index] = f"cannot decode {tag.address}: {exc}"
 
     def plc_type(self, tag: ModbusTag) -> PlcType:
         """The tag's PLC type for the write rules: all in its config, no I/O."""
@@ -272,9 +275,11 @@ class ModbusConnector:
             raise DeviceError(f"{tag.name} ({tag.address}): cannot read it back: {exc}") from exc
         values: list[Value] = [None]
         qualities = [_BAD]
-        self._decode(decoder, words, blob, values, qualities)
+        reasons: dict[int, str] = {}
+        self._decode(decoder, words, blob, values, qualities, reasons)
         if qualities[0] is not _GOOD:
-            raise DeviceError(f"{tag.name} ({tag.address}): cannot decode the reply")
+            why = reasons.get(0, "cannot decode the reply")
+            raise DeviceError(f"{tag.name} ({tag.address}): {why}")
         return Sample(values[0])
 
     def _write_client(self) -> AsyncModbusTcpClient:
@@ -368,32 +373,7 @@ class ModbusConnector:
             )
         return response.registers, response.wire
 
-    def _note_refused(self, request: ReadRequest, reason: str | None) -> None:
-        key = (request.unit_id, request.table, request.start)
-        before = self._refused.get(key)
-        if reason is None:
-            if before is not None:
-                del self._refused[key]
-                log.info(
-                    "%s: %s:%d+%d readable again",
-                    self.source.name,
-                    request.table,
-                    request.start,
-                    request.count,
-                )
-        elif before != reason:
-            self._refused[key] = reason
-            names = ", ".join(tag.name for _, tag in request.members)
-            log.warning(
-                "%s: read %s:%d+%d refused: %s; tags bad: %s",
-                self.source.name,
-                request.table,
-                request.start,
-                request.count,
-                reason,
-                names,
-            )
-
 
 if TYPE_CHECKING:  # the contract, checked by mypy
+    _connector: type[Connector[ModbusTag, ModbusPlan]] = ModbusConnector
     _writer: type[Writer[ModbusTag]] = ModbusConnector

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -18,16 +19,15 @@ from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaStatusCodeError
 
-from connectors.base import Deliver, Writer
+from connectors.base import Connector, Deliver, Subscriber, Writer
 from connectors.opcua.config import OpcUaSource, OpcUaTag
 from connectors.opcua.datatypes import TYPE_ATTRIBUTES, VariableType, variable_type, variant
 from connectors.opcua.nodeid import NodeRef
 from connectors.opcua.resolve import UnknownNamespace, node_id, resolve
 from connectors.opcua.security import apply_security, describe_user_certificate
-from connectors.opcua.status import StatusLog
-from connectors.opcua.values import status_name, to_sample
+from connectors.opcua.values import to_sample
 from gateway.errors import ConnectionLost, DeviceError, SourceError, WriteUnconfirmed
-from gateway.models import BAD_SAMPLE, Sample, Value
+from gateway.models import BAD_SAMPLE, Quality, Sample, Value
 from gateway.writes import PlcType
 
 log = logging.getLogger(__name__)
@@ -105,8 +105,26 @@ def read_request(nodes: Sequence[ua.NodeId]) -> ua.ReadParameters:
     return params
 
 
+@dataclass(frozen=True, slots=True)
+class OpcUaPlan:
+    """How one scan's tags are polled in this session: its Read requests, made once."""
+
+    size: int  # tags in the scan
+    # Each Read request (at most max_nodes_per_read nodes) and the scan indices of its nodes.
+    reads: tuple[tuple[ua.ReadParameters, tuple[int, ...]], ...]
+    unresolved: tuple[int, ...]  # tags whose nsu= namespace the server does not have
+
+
+def _bad(status: str) -> Sample:
+    return Sample(None, Quality.BAD, reason=status)
+
+
 class OpcUaConnector:
-    """One session to one OPC UA server; reads tags in bulk or monitors them."""
+    """One session to one OPC UA server; reads tags in bulk or monitors them.
+
+    A tag whose value comes with a status that is not Good has that status name as its reason
+    (``BadNodeIdUnknown``; ``BadNamespaceUnknown`` for an ``nsu=`` URI the server lacks).
+    """
 
     def __init__(self, source: OpcUaSource) -> None:
         self.source = source
@@ -118,7 +136,6 @@ class OpcUaConnector:
         self.subscription_id: int | None = None  # the live subscription's id, for diagnostics
         self._start_time: datetime | None = None
         self._nodes: dict[NodeRef, ua.NodeId | None] = {}  # resolved at every connect
-        self._statuses = StatusLog(source.name)
         self._lost = asyncio.Event()
         self._lost_reason = ""
 
@@ -161,33 +178,48 @@ class OpcUaConnector:
             await self.close()
             raise
 
-    async def read(self, tags: Sequence[OpcUaTag]) -> list[Sample]:
-        """Read the tags' values: one Read call per ``max_nodes_per_read`` nodes."""
-        client = self._connected()
-        samples: list[Sample] = [BAD_SAMPLE] * len(tags)
+    @property
+    def subscribes(self) -> bool:
+        """True when the source monitors its tags (``subscribe: true``) rather than polls."""
+        return self.source.subscribe
+
+    def plan(self, tags: Sequence[OpcUaTag]) -> OpcUaPlan:
+        """The Read requests for the tags' nodes, as this session's namespaces number them."""
         wanted = [(i, node) for i, tag in enumerate(tags) if (node := self._node(tag)) is not None]
-        statuses: list[tuple[str, str]] = []
-        for chunk in chunks(wanted, self.source.max_nodes_per_read):
+        reads = tuple(
+            (read_request([node for _, node in chunk]), tuple(i for i, _ in chunk))
+            for chunk in chunks(wanted, self.source.max_nodes_per_read)
+        )
+        unresolved = tuple(i for i, tag in enumerate(tags) if self._node(tag) is None)
+        return OpcUaPlan(len(tags), reads, unresolved)
+
+    async def read(self, plan: OpcUaPlan) -> list[Sample]:
+        """Read the plan's tags' values: one Read call per ``max_nodes_per_read`` nodes."""
+        client = self._connected()
+        samples: list[Sample] = [BAD_SAMPLE] * plan.size
+        unknown = _bad(_UNKNOWN_NAMESPACE)
+        for i in plan.unresolved:
+            samples[i] = unknown
+        # A plan's requests are sent as they are, every scan: asyncua only serialises them.
+        for params, indices in plan.reads:
             self.read_requests += 1
             try:
                 with boundary(f"{self.source.url}: read"):
-                    results = await client.uaclient.session.read(
-                        read_request([node for _, node in chunk])
-                    )
+                    results = await client.uaclient.session.read(params)
             except Refused as exc:  # this request failed; the other chunks may pass
-                statuses += [(tags[i].name, exc.status) for i, _ in chunk]
+                refused = _bad(exc.status)
+                for i in indices:
+                    samples[i] = refused
                 continue
-            for (i, _), data in zip(chunk, results, strict=False):
+            for i, data in zip(indices, results, strict=False):
                 samples[i] = to_sample(data)
-                statuses.append((tags[i].name, status_name(data.StatusCode)))
-        self._statuses.note(statuses)
         return samples
 
     async def subscribe(self, tags: Sequence[OpcUaTag], deliver: Deliver) -> None:
         """Monitor the tags and deliver their changes until the session or subscription dies."""
         client = self._connected()
         src = self.source
-        monitor = _Monitor(src.name, tags, deliver, self._statuses, self._signal_lost)
+        monitor = _Monitor(src.name, tags, deliver, self._signal_lost)
         publishing = src.publishing(tags)
         keepalive = max(1, math.ceil(src.watchdog / publishing))
         params = ua.CreateSubscriptionParameters(
@@ -392,14 +424,11 @@ class OpcUaConnector:
 
     def _resolve_all(self, tags: Sequence[OpcUaTag]) -> None:
         """Map node ids to the server's current namespace indices; unknown URIs mark tags bad."""
-        missing: list[tuple[str, str]] = []
         for tag in tags:
             try:
                 self._nodes[tag.node] = resolve(tag.node, self.namespaces)
             except UnknownNamespace:
                 self._nodes[tag.node] = None
-                missing.append((tag.name, _UNKNOWN_NAMESPACE))
-        self._statuses.note(missing)
 
     async def _on_connection_lost(self, exc: Exception) -> None:
         self._signal_lost(f"connection lost: {exc}")
@@ -418,13 +447,11 @@ class _Monitor:
         source: str,
         tags: Sequence[OpcUaTag],
         deliver: Deliver,
-        statuses: StatusLog,
         lost: Callable[[str], None],
     ) -> None:
         self.source = source
         self.tags = tags
         self.deliver = deliver
-        self.statuses = statuses
         self.lost = lost
         self.stale_after = math.inf
         self._loop = asyncio.get_running_loop()
@@ -440,27 +467,22 @@ class _Monitor:
         return self._loop.time() - self._last
 
     def fail(self, failed: list[tuple[int, str]]) -> None:
-        """Tags that cannot be monitored: bad at once, logged by name, the rest run on."""
+        """Tags that cannot be monitored: bad at once with their status, the rest run on."""
         if failed:
-            self.statuses.note((self.tags[i].name, status) for i, status in failed)
-            self.deliver([(i, BAD_SAMPLE) for i, _ in failed])
+            self.deliver([(i, _bad(status)) for i, status in failed])
 
     def on_publish(self, result: ua.PublishResult) -> None:
         """Called by asyncua's publish loop: one notification message, one deliver() call."""
         self._last = self._loop.time()
         changes: list[tuple[int, Sample]] = []
-        statuses: list[tuple[str, str]] = []
         for notification in result.NotificationMessage.NotificationData or []:
             if isinstance(notification, ua.DataChangeNotification):
                 for item in notification.MonitoredItems:
                     index = int(item.ClientHandle)
                     if 0 <= index < len(self.tags):
                         changes.append((index, to_sample(item.Value)))
-                        statuses.append((self.tags[index].name, status_name(item.Value.StatusCode)))
             elif isinstance(notification, ua.StatusChangeNotification):
                 self.lost(f"subscription status {notification.Status.name}")
-        if statuses:
-            self.statuses.note(statuses)
         if changes:
             try:
                 self.deliver(changes)
@@ -516,4 +538,6 @@ async def _abandon(client: Client, timeout: float = 2.0) -> None:
 
 
 if TYPE_CHECKING:  # the contract, checked by mypy
+    _connector: type[Connector[OpcUaTag, OpcUaPlan]] = OpcUaConnector
+    _subscriber: type[Subscriber[OpcUaTag]] = OpcUaConnector
     _writer: type[Writer[OpcUaTag]] = OpcUaConnector

@@ -97,13 +97,17 @@ def to_value(value: Any) -> Value:
 
 
 def to_sample(data: ua.DataValue) -> Sample:
-    """One DataValue as a Sample: value, quality from the StatusCode, the server's timestamp."""
+    """One DataValue as a Sample: value, quality from the StatusCode, the server's timestamp,
+    and the status name as the reason when it is not good."""
     quality = quality_of(data.StatusCode)
     ts = epoch_ms(data.SourceTimestamp)
     if ts is None:
         ts = epoch_ms(data.ServerTimestamp)
     if quality is Quality.BAD:
         # A Bad value is not to be used (Part 4, 7.34); servers often send none at all.
-        return Sample(None, quality, ts)
+        return Sample(None, quality, ts, status_name(data.StatusCode))
     variant = data.Value
-    return Sample(to_value(variant.Value if variant is not None else None), quality, ts)
+    value = to_value(variant.Value if variant is not None else None)
+    if quality is Quality.UNCERTAIN:
+        return Sample(value, quality, ts, status_name(data.StatusCode))
+    return Sample(value, quality, ts)

@@ -71,7 +71,7 @@ async def read_modbus(src: ModbusSource) -> dict[str, Any]:
     conn = ModbusConnector(src)
     await conn.connect()
     try:
-        samples = list(await conn.read(src.tags))
+        samples = list(await conn.read(conn.plan(src.tags)))
     finally:
         await conn.close()
     assert [s.quality for s in samples] == [Quality.GOOD] * len(samples)
@@ -164,7 +164,7 @@ async def test_the_l5x_export_reads_the_logix_simulator_without_its_tag_list(
     conn = LogixConnector(src)
     await conn.connect()
     try:
-        samples = await conn.read(src.tags)
+        samples = await conn.read(conn.plan(src.tags))
     finally:
         await conn.close()
     bad = [t.name for t, s in zip(src.tags, samples, strict=True) if s.quality is not Quality.GOOD]

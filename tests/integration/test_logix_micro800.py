@@ -98,7 +98,7 @@ async def test_micro800_without_a_slot_reads_tags_one_by_one(
     try:
         assert conn.connection_size == connection_size
         before, sent = sim.service_counts, conn.requests_sent
-        samples = await conn.read(src.tags)
+        samples = await conn.read(conn.plan(src.tags))
         served = delta(before, sim.service_counts)
         requests = conn.requests_sent - sent
     finally:
@@ -149,7 +149,7 @@ async def test_micro800_reads_that_nearly_fill_the_connection(
     try:
         assert conn.connection_size == connection_size
         before = sim.service_counts
-        samples = await conn.read(src.tags)
+        samples = await conn.read(conn.plan(src.tags))
         served = delta(before, sim.service_counts)
     finally:
         await conn.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -90,10 +89,10 @@ async def test_declared_types_read_without_the_tag_list(sim: LogixSimulator) -> 
     sim.refuse_tag_list()
     src = source(sim.port, declared(DECLARED), tag_list=False)
     async with connected(src) as conn:
-        samples = await conn.read(src.tags)
+        samples = await conn.read(conn.plan(src.tags))
         await conn.write(src.tags[3], -99)  # writes need no tag list either
         await conn.write(src.tags[10], "Line 9")
-        again = await conn.read(src.tags[3:11])
+        again = await conn.read(conn.plan(src.tags[3:11]))
     got = {t.name: (s.quality, s.value) for t, s in zip(src.tags, samples, strict=True)}
     assert got == {name: (Quality.GOOD, value) for name, _, _, value in DECLARED}
     assert (again[0].value, again[-1].value) == (-99, "Line 9")
@@ -106,7 +105,7 @@ async def test_a_source_whose_tags_all_declare_types_skips_the_upload(
     src = source(sim.port, declared(DECLARED[:4]))  # no tag_list key: decided by the tags
     assert not src.uploads_tag_list
     async with connected(src) as conn:
-        samples = await conn.read(src.tags)
+        samples = await conn.read(conn.plan(src.tags))
     assert [s.value for s in samples] == [True, -12, -1234, 123456]
     assert sim.service_counts.get(UPLOAD, 0) == 0
 
@@ -114,7 +113,7 @@ async def test_a_source_whose_tags_all_declare_types_skips_the_upload(
 async def test_tag_list_true_uploads_even_with_declared_types(sim: LogixSimulator) -> None:
     src = source(sim.port, declared(DECLARED[:4]), tag_list=True)
     async with connected(src) as conn:
-        samples = await conn.read(src.tags)
+        samples = await conn.read(conn.plan(src.tags))
     assert [s.value for s in samples] == [True, -12, -1234, 123456]
     assert sim.service_counts.get(UPLOAD, 0) > 0
 
@@ -143,11 +142,11 @@ async def test_a_refused_tag_list_says_what_to_do_and_names_the_untyped_tags(
     assert "failed to get attribute list" not in message  # pycomm3's words are gone
     sim.clear_faults()
     async with connected(src) as conn:  # the controller allows it again: all is well
-        assert all(s.quality is Quality.GOOD for s in await conn.read(src.tags))
+        assert all(s.quality is Quality.GOOD for s in await conn.read(conn.plan(src.tags)))
 
 
-async def test_a_declared_type_the_controller_contradicts_is_bad_and_said_once(
-    sim: LogixSimulator, caplog: pytest.LogCaptureFixture
+async def test_a_declared_type_the_controller_contradicts_is_bad_and_says_why(
+    sim: LogixSimulator,
 ) -> None:
     tags = [
         {"name": "ok", "address": "TestDint", "type": "DINT"},
@@ -157,22 +156,18 @@ async def test_a_declared_type_the_controller_contradicts_is_bad_and_said_once(
         {"name": "ghost", "address": "NoSuchTag", "type": "DINT"},
     ]
     src = source(sim.port, tags, tag_list=False)
-    with caplog.at_level(logging.WARNING, logger="connectors.logix"):
-        async with connected(src) as conn:
-            for _ in range(3):
-                samples = await conn.read(src.tags)
-                assert [s.quality for s in samples] == [Quality.GOOD] + [Quality.BAD] * 4
-                assert [s.value for s in samples] == [123456, None, None, None, None]
-    warnings = [r.getMessage() for r in caplog.records if r.name.startswith("connectors.logix")]
-    assert len(warnings) == 1, warnings
-    for text in (
-        "real_as_dint (TestReal): declared DINT, but the controller holds REAL",
-        "dint_as_int (Program:MainProgram.BottleCount): declared INT, but the controller "
-        "holds DINT",
-        "string_as_real (LineName): declared REAL, but the controller holds STRING",
-        "ghost (NoSuchTag): CIP status 0x04 (path segment error)",
-    ):
-        assert text in warnings[0]
+    async with connected(src) as conn:
+        for _ in range(3):
+            samples = await conn.read(conn.plan(src.tags))
+            assert [s.quality for s in samples] == [Quality.GOOD] + [Quality.BAD] * 4
+            assert [s.value for s in samples] == [123456, None, None, None, None]
+    assert [s.reason for s in samples] == [
+        None,
+        "declared DINT, but the controller holds REAL",
+        "declared INT, but the controller holds DINT",
+        "declared REAL, but the controller holds STRING",
+        "CIP status 0x04 (path segment error)",
+    ]
 
 
 async def test_a_refused_upload_is_a_lost_connection_that_leaves_nothing_open(

@@ -84,7 +84,7 @@ async def test_write_then_read_back(sim: LogixSimulator, address: str, value: An
     before = sim.write_count
     async with connected(src) as conn:
         await conn.write(src.tags[0], value)
-        [sample] = await conn.read(src.tags)
+        [sample] = await conn.read(conn.plan(src.tags))
     assert sim.write_count == before + 1
     assert sample.quality is Quality.GOOD
     assert sample.value == value
@@ -99,7 +99,7 @@ async def test_a_large_array_is_written_in_fragments(sim: LogixSimulator) -> Non
         await conn.write(src.tags[0], TREND)
         fragments = sim.service_counts.get(Service.WRITE_TAG_FRAGMENTED, 0)
         fragments -= counts.get(Service.WRITE_TAG_FRAGMENTED, 0)
-        [sample] = await conn.read(src.tags)
+        [sample] = await conn.read(conn.plan(src.tags))
     assert fragments >= 2
     assert sample.value == TREND
     assert sim.get_tag("Trend") == [f32(v) for v in TREND]
@@ -136,7 +136,7 @@ async def test_a_refused_write_carries_the_cip_status(
             await conn.write(src.tags[0], 5)
         assert sim.write_count == before + 1  # it reached the controller, which said no
         sim.clear_faults()
-        [sample] = await conn.read(src.tags)  # the connection lives on
+        [sample] = await conn.read(conn.plan(src.tags))  # the connection lives on
     assert sample.value == 123456
 
 
@@ -145,10 +145,10 @@ async def test_a_read_only_tag_refuses_writes_with_a_privilege_violation(
 ) -> None:
     src = source(sim.port, "SpeedLimit")
     async with connected(src) as conn:
-        [before] = await conn.read(src.tags)
+        [before] = await conn.read(conn.plan(src.tags))
         with pytest.raises(DeviceError, match=r"CIP status 0x0F \(privilege violation\)"):
             await conn.write(src.tags[0], 1000)
-        [after] = await conn.read(src.tags)
+        [after] = await conn.read(conn.plan(src.tags))
     assert before.value == after.value == 900
 
 
@@ -240,7 +240,7 @@ async def test_writes_on_a_500_byte_connection_fragment_at_its_size(micro800: bo
             await conn.write(src.tags[0], TREND)
             fragments = sim.service_counts.get(Service.WRITE_TAG_FRAGMENTED, 0)
             fragments -= counts.get(Service.WRITE_TAG_FRAGMENTED, 0)
-            [sample] = await conn.read(src.tags)
+            [sample] = await conn.read(conn.plan(src.tags))
     finally:
         await sim.stop()
     assert fragments >= 9

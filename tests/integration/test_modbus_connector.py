@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -11,7 +13,8 @@ from pymodbus.constants import ExcCodes
 from connectors.modbus.config import ModbusSource
 from connectors.modbus.connector import ModbusConnector
 from gateway.errors import ConnectionLost
-from gateway.models import Quality
+from gateway.models import Batch, Quality
+from gateway.runtime import SourceRunner
 from simulators.broker import free_port
 from simulators.modbus import ModbusSimulator
 from simulators.plant import RECIPES
@@ -43,14 +46,14 @@ async def write_registers(port: int, address: int, registers: list[int], unit: i
 async def read_until_lost(conn: ModbusConnector, src: ModbusSource) -> None:
     """Scan until a dropped connection shows: its close reaches the client in a few loop turns."""
     for _ in range(50):
-        await conn.read(src.tags)
+        await conn.read(conn.plan(src.tags))
 
 
 async def read(src: ModbusSource) -> dict[str, Any]:
     conn = ModbusConnector(src)
     await conn.connect()
     try:
-        samples = await conn.read(src.tags)
+        samples = await conn.read(conn.plan(src.tags))
     finally:
         await conn.close()
     assert all(s.quality is Quality.GOOD for s in samples), samples
@@ -183,7 +186,7 @@ async def test_adjacent_tags_are_read_in_one_request(modbus_sim: ModbusSimulator
     conn = ModbusConnector(src)
     await conn.connect()
     before = modbus_sim.requests
-    await conn.read(src.tags)
+    await conn.read(conn.plan(src.tags))
     await conn.close()
     assert modbus_sim.requests - before == 2  # 160 contiguous registers: 125 + 35
 
@@ -201,10 +204,16 @@ async def test_a_refused_request_marks_only_its_own_tags_bad(modbus_sim: ModbusS
     modbus_sim.faults.exception_range = ("holding", 500, 501)
     conn = ModbusConnector(src)
     await conn.connect()
-    samples = await conn.read(src.tags)
+    plan = conn.plan(src.tags)
+    samples = await conn.read(plan)
     assert [s.quality for s in samples] == [Quality.GOOD, Quality.BAD, Quality.GOOD]
+    assert [s.reason for s in samples] == [
+        None,
+        "read holding:500+1: Modbus exception 6 (server device busy)",
+        None,
+    ]
     modbus_sim.faults.exception = None
-    samples = await conn.read(src.tags)  # the connection survived the exception
+    samples = await conn.read(plan)  # the connection survived the exception
     assert [s.quality for s in samples] == [Quality.GOOD] * 3
     await conn.close()
 
@@ -217,12 +226,12 @@ async def test_illegal_address_and_unknown_unit_are_bad_not_fatal(
     )
     conn = ModbusConnector(src)
     await conn.connect()
-    assert [s.quality for s in await conn.read(src.tags)] == [Quality.BAD]
+    assert [s.quality for s in await conn.read(conn.plan(src.tags))] == [Quality.BAD]
     await conn.close()
     src = source(modbus_sim.port, [{"name": "x", "address": "holding:0"}], unit_id=9)
     conn = ModbusConnector(src)
     await conn.connect()
-    assert [s.quality for s in await conn.read(src.tags)] == [Quality.BAD]
+    assert [s.quality for s in await conn.read(conn.plan(src.tags))] == [Quality.BAD]
     await conn.close()
 
 
@@ -236,7 +245,7 @@ async def test_dropped_connection_raises_connection_lost(modbus_sim: ModbusSimul
     src = source(modbus_sim.port, [{"name": "x", "address": "holding:0"}])
     conn = ModbusConnector(src)
     await conn.connect()
-    await conn.read(src.tags)
+    await conn.read(conn.plan(src.tags))
     await modbus_sim.stop()
 
     with pytest.raises(ConnectionLost):
@@ -263,7 +272,7 @@ async def test_a_thousand_scattered_tags_make_the_expected_requests(
     conn = ModbusConnector(src)
     await conn.connect()
     before = modbus_sim.requests
-    samples = await conn.read(src.tags)
+    samples = await conn.read(conn.plan(src.tags))
     await conn.close()
     assert modbus_sim.requests - before == 40
     assert all(s.quality is Quality.GOOD for s in samples)
@@ -284,7 +293,7 @@ async def test_connections_share_a_scan_and_read_what_one_connection_reads(
     try:
         assert modbus_sim.clients == 3
         before = modbus_sim.requests
-        samples = await conn.read(three.tags)
+        samples = await conn.read(conn.plan(three.tags))
         assert modbus_sim.requests - before == 30  # 600 registers, 20 per request
         spread = {t.name: repr(s.value) for t, s in zip(three.tags, samples, strict=True)}
         assert all(s.quality is Quality.GOOD for s in samples)
@@ -300,14 +309,14 @@ async def test_losing_one_of_several_connections_names_it_and_reconnecting_recov
     src = source(modbus_sim.port, tags, connections=2)
     conn = ModbusConnector(src)
     await conn.connect()
-    await conn.read(src.tags)
+    await conn.read(conn.plan(src.tags))
     modbus_sim.drop_connections(1)
 
     with pytest.raises(ConnectionLost, match=r"\(connection [12] of 2\)"):
         await read_until_lost(conn, src)
     await conn.close()
     await conn.connect()  # what the runtime does next
-    samples = await conn.read(src.tags)
+    samples = await conn.read(conn.plan(src.tags))
     assert all(s.quality is Quality.GOOD for s in samples)
     # The server forgets the closed connection within a few loop turns.
     await async_wait_until(lambda: modbus_sim.clients == 2, 2, "two client connections")
@@ -315,21 +324,56 @@ async def test_losing_one_of_several_connections_names_it_and_reconnecting_recov
 
 
 async def test_a_malformed_reply_marks_its_tags_bad_and_the_next_scan_reads_again(
-    modbus_sim: ModbusSimulator, caplog: pytest.LogCaptureFixture
+    modbus_sim: ModbusSimulator,
 ) -> None:
     # The reply's byte count claims two bytes more than it carries: that request's tags go
     # bad, the connection stays (pymodbus alone would drop it and every tag with it).
     src = source(modbus_sim.port, [{"name": "a", "address": "holding:0"}])
     conn = ModbusConnector(src)
     await conn.connect()
+    plan = conn.plan(src.tags)
     modbus_sim.faults.garble = True
     try:
-        (sample,) = await conn.read(src.tags)
+        (sample,) = await conn.read(plan)
     finally:
         modbus_sim.faults.garble = False
     assert sample.quality is Quality.BAD
-    assert "holding:0+1 refused: malformed reply: byte count 4, 2 bytes carried" in caplog.text
+    assert sample.reason == "read holding:0+1: malformed reply: byte count 4, 2 bytes carried"
     assert modbus_sim.clients == 1
-    (sample,) = await conn.read(src.tags)
+    (sample,) = await conn.read(plan)
     assert sample.quality is Quality.GOOD
     await conn.close()
+
+
+async def test_a_refused_tag_is_logged_once_by_the_runtime_and_never_by_the_connector(
+    modbus_sim: ModbusSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    src = source(
+        modbus_sim.port,
+        [{"name": "a", "address": "holding:0"}, {"name": "b", "address": "holding:500"}],
+        scan="20ms",
+    )
+    modbus_sim.faults.exception = ExcCodes.DEVICE_BUSY
+    modbus_sim.faults.exception_range = ("holding", 500, 501)
+    batches: list[Batch] = []
+    runner = SourceRunner(src, src.tags, ModbusConnector(src), batches.append)
+    task = asyncio.create_task(runner.run())
+
+    def b_good() -> bool:
+        return any(r.tag == "b" and r.quality is Quality.GOOD for b in batches for r in b.readings)
+
+    try:
+        await async_wait_until(lambda: runner.stats.scans >= 5, what="five scans, b refused")
+        modbus_sim.faults.exception = None
+        await async_wait_until(b_good, what="b readable again")
+        scans = runner.stats.scans
+        await async_wait_until(lambda: runner.stats.scans >= scans + 3, what="three more scans")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert [r.getMessage() for r in caplog.records if r.name == "gateway.quality"] == [
+        "press1: tag(s) not good: b (read holding:500+1: Modbus exception 6 (server device busy))",
+        "press1: tag(s) good again: b",
+    ]
+    assert not [r.getMessage() for r in caplog.records if r.name.startswith("connectors")]

@@ -133,7 +133,7 @@ async def test_holding_registers_in_every_type_byte_order_and_scale(
     assert holding(modbus_sim, 150, len(registers)) == registers
     assert modbus_sim.writes == Counter({(1, FC_WRITE_REGISTERS, 150): 1})
     # A scan reads the same value the read-back did.
-    [sample] = await conn.read(src.tags)
+    [sample] = await conn.read(conn.plan(src.tags))
     assert verdict.matches(sample.value)
 
 
@@ -174,7 +174,8 @@ async def test_coils_and_register_bits(modbus_sim: ModbusSimulator, connect: Any
     assert modbus_sim.context.units[1].coil[15] is True
     await command(conn, valve, False)
     assert modbus_sim.context.units[1].coil[15] is False
-    assert [s.value for s in await conn.read(src.tags)] == [False, 0b10_0000_0001, False, True]
+    samples = await conn.read(conn.plan(src.tags))
+    assert [s.value for s in samples] == [False, 0b10_0000_0001, False, True]
     assert modbus_sim.writes == Counter(
         {
             (1, FC_WRITE_COIL, 15): 2,

@@ -148,7 +148,7 @@ async def test_a_secured_session_reads_values(
         negotiated = connector.client.security_policy
         assert negotiated.URI == POLICIES[policy].URI
         assert negotiated.Mode == getattr(ua.MessageSecurityMode, mode)
-        temp, counter = await connector.read(src.tags)
+        temp, counter = await connector.read(connector.plan(src.tags))
     finally:
         await connector.close()
     assert temp.quality is Quality.GOOD

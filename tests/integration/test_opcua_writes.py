@@ -144,7 +144,7 @@ async def test_each_data_type_is_written_as_itself_and_read_back(
     else:
         assert held.Value == value
     assert sim.writes == Counter({name: 1})
-    [polled] = await conn.read([tag])  # a scan sees it too
+    [polled] = await conn.read(conn.plan([tag]))  # a scan sees it too
     assert verdict.matches(polled.value)
 
 

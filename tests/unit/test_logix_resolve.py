@@ -19,7 +19,7 @@ from connectors.logix.resolve import (
     reshape,
     shortest_real,
 )
-from gateway.models import BAD_SAMPLE, Quality
+from gateway.models import Quality, Sample
 
 
 def member(data_type: Any, array: int = 0) -> dict[str, Any]:
@@ -186,8 +186,8 @@ def test_lreal_keeps_its_precision_and_odd_floats_pass() -> None:
 
 
 def test_a_bad_udt_keeps_its_member_names() -> None:
-    sample = bad_sample(resolve("CurrentRecipe"))
-    assert sample.quality is Quality.BAD
+    sample = bad_sample(resolve("CurrentRecipe"), "refused")
+    assert (sample.quality, sample.reason) == (Quality.BAD, "refused")
     assert sample.value == {
         "Name": None,  # a STRING is a value
         "BatchSize": None,
@@ -195,9 +195,10 @@ def test_a_bad_udt_keeps_its_member_names() -> None:
         "Limits": {"Low": None, "High": None},
         "Steps": None,  # an array member is one value
     }
-    assert bad_sample(resolve("Recipes")) == BAD_SAMPLE  # an array of UDTs is one value
-    assert bad_sample(resolve("TestDint")) == BAD_SAMPLE
-    assert bad_sample(resolve("LineName")) == BAD_SAMPLE
+    bad = Sample(None, Quality.BAD, reason="refused")
+    assert bad_sample(resolve("Recipes"), "refused") == bad  # an array of UDTs is one value
+    assert bad_sample(resolve("TestDint"), "refused") == bad
+    assert bad_sample(resolve("LineName"), "refused") == bad
 
 
 def test_reshape_is_row_major() -> None:

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from gateway.models import ByIdentity
+from gateway.models import Quality, Sample, Samples
 
 
-def test_by_identity_makes_once_per_object_and_stays_bounded() -> None:
-    made: list[list[str]] = []
-
-    def make(tags: list[str]) -> int:
-        made.append(tags)
-        return len(made)
-
-    cache: ByIdentity[list[str], int] = ByIdentity(limit=2)
-    scan = ["a", "b"]
-    assert cache.get(scan, make) == cache.get(scan, make) == 1  # the same list: made once
-    assert cache.get(["a", "b"], make) == 2  # an equal but other list is another key
-    assert cache.get(["c"], make) == 3  # over the limit: emptied, then made
-    assert len(cache._items) <= 2
-    assert cache.get(scan, make) == 4  # forgotten when emptied: made again
+def test_samples_as_columns_keep_the_reasons_of_the_samples_not_good() -> None:
+    samples = [
+        Sample(1.5, ts=1000),
+        Sample(None, Quality.BAD, reason="refused"),
+        Sample(7, Quality.UNCERTAIN),
+    ]
+    columns = Samples.of(samples)
+    assert columns.values == [1.5, None, 7]
+    assert columns.qualities == [Quality.GOOD, Quality.BAD, Quality.UNCERTAIN]
+    assert columns.stamps == [1000, None, None]
+    assert columns.reasons == {1: "refused"}
+    assert list(columns) == samples  # and back
+    assert Samples.of([Sample(1), Sample(2)]).reasons is None  # all good: nothing to explain

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import re
-
-import pytest
 
 from connectors.opcua.browse import Variable, source_name, tag_names, to_text, to_yaml
 from connectors.opcua.resolve import node_id
-from connectors.opcua.status import StatusLog
 from gateway.config import parse_config
 
 TAG_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -89,19 +85,3 @@ def test_text_lists_every_variable() -> None:
     assert len(lines) == 3
     assert lines[0].split() == ["nsu=urn:plantgate:sim;s=Oven.Zone1.Temp", "Double", "r", "180.5"]
     assert to_text([]) == "no variables found\n"
-
-
-def test_status_changes_are_logged_once(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, "connectors.opcua")
-    statuses = StatusLog("oven")
-    statuses.note([("a", "Good"), ("b", "BadNoCommunication")])
-    statuses.note([("a", "Good"), ("b", "BadNoCommunication")])
-    statuses.note([("b", "Good")])
-    assert [r.getMessage() for r in caplog.records] == [
-        "oven: tag(s) not good: b (BadNoCommunication)",
-        "oven: tag(s) good again: b",
-    ]
-    assert statuses.current == {"b": "Good"}
-    caplog.clear()
-    statuses.note((f"t{i}", "BadNoCommunication") for i in range(25))
-    assert caplog.records[0].getMessage().endswith("and 15 more")

@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
+
+import pytest
 
 from gateway.errors import ConnectionLost
 from gateway.models import Batch, Quality, Sample
 from gateway.runtime import SourceRunner, scan_groups
 from gateway.schema import SourceBase, TagBase
 from tests.helpers import async_wait_until
+
+
+@dataclass(eq=False)
+class FakePlan:
+    """What the fake connector planned: the tags, and on which connection."""
+
+    tags: tuple[TagBase, ...]
+    connection: int
+    reads: int = 0
+    names: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.names = tuple(t.name for t in self.tags)
 
 
 class FakeDevice:
@@ -22,23 +39,39 @@ class FakeDevice:
         self.value = 0
         self.read_delay = 0.0
         self.connects = 0
+        self.plans: list[FakePlan] = []  # every plan made, in order
         self.reads: list[list[str]] = []
+        self.read_plans: list[FakePlan] = []
         self.read_at: list[float] = []  # loop time each read started
+        self.refused: dict[str, str] = {}  # tag name -> why the device refuses it
 
     async def connect(self) -> None:
         if not self.up:
             raise ConnectionLost("device is down")
         self.connects += 1
 
-    async def read(self, tags: Sequence[TagBase]) -> list[Sample]:
+    def plan(self, tags: Sequence[TagBase]) -> FakePlan:
+        plan = FakePlan(tuple(tags), self.connects)
+        self.plans.append(plan)
+        return plan
+
+    async def read(self, plan: FakePlan) -> list[Sample]:
         if not self.up:
             raise ConnectionLost("device is down")
-        self.reads.append([t.name for t in tags])
+        assert plan.connection == self.connects, "a plan made on an earlier connection"
+        plan.reads += 1
+        self.read_plans.append(plan)
+        self.reads.append(list(plan.names))
         self.read_at.append(asyncio.get_running_loop().time())
         if self.read_delay:
             await asyncio.sleep(self.read_delay)
         self.value += 1
-        return [Sample(self.value) for _ in tags]
+        return [
+            Sample(None, Quality.BAD, reason=self.refused[t.name])
+            if t.name in self.refused
+            else Sample(self.value)
+            for t in plan.tags
+        ]
 
     async def close(self) -> None:
         pass
@@ -88,8 +121,8 @@ async def test_report_always_and_on_change_in_one_scan() -> None:
     device.value = -1  # ... and then 0, 0, 0: the on_change tag reports its first value only
     read = device.read
 
-    async def unchanging(t: Sequence[TagBase]) -> list[Sample]:
-        samples = await read(t)
+    async def unchanging(plan: FakePlan) -> list[Sample]:
+        samples = await read(plan)
         device.value = max(device.value - 1, -1)
         return samples
 
@@ -141,9 +174,9 @@ async def test_overrun_skips_missed_ticks_and_counts_them() -> None:
     ticks: list[float] = []  # the tick each read serves, as the runner scheduled it
     read = device.read
 
-    async def note_tick(tags: Sequence[TagBase]) -> list[Sample]:
+    async def note_tick(plan: FakePlan) -> list[Sample]:
         ticks.append(runner.groups[0].next_due)
-        return await read(tags)
+        return await read(plan)
 
     device.read = note_tick  # type: ignore[method-assign]
     await run_for(runner, lambda: len(batches) >= 6)
@@ -174,8 +207,9 @@ async def test_tags_with_their_own_scan_form_groups_and_due_groups_share_one_rea
 class FakeSubscriber(FakeDevice):
     """A connector that pushes changes, like OPC UA monitored items."""
 
-    def __init__(self) -> None:
+    def __init__(self, subscribes: bool = True) -> None:
         super().__init__()
+        self.subscribes = subscribes  # as the source's config says
         self.deliver: Any = None
         self.lost = asyncio.Event()
 
@@ -187,17 +221,14 @@ class FakeSubscriber(FakeDevice):
         raise ConnectionLost("session died")
 
 
-class SubscribingSource(SourceBase):
-    subscribe: bool = True
-
-
 async def test_subscription_pushes_changes_and_recovers_after_loss() -> None:
     batches: list[Batch] = []
     device = FakeSubscriber()
-    src = SubscribingSource.model_validate({"name": "dev", "scan": "50ms", "backoff_max": "50ms"})
     t = tags({"name": "a"}, {"name": "b", "heartbeat": "100ms"})
-    runner = SourceRunner(src, t, device, batches.append)
+    runner = SourceRunner(source(scan="50ms"), t, device, batches.append)
     assert runner.subscribing
+    assert not SourceRunner(source(), t, FakeSubscriber(subscribes=False), print).subscribing
+    assert not SourceRunner(source(), t, FakeDevice(), print).subscribing
     task = asyncio.create_task(runner.run())
     try:
         await async_wait_until(lambda: device.deliver is not None)
@@ -227,7 +258,7 @@ async def test_subscription_pushes_changes_and_recovers_after_loss() -> None:
 
 
 class StructDevice(FakeDevice):
-    async def read(self, tags: Sequence[TagBase]) -> list[Sample]:
+    async def read(self, plan: FakePlan) -> list[Sample]:
         if not self.up:
             raise ConnectionLost("device is down")
         self.value += 1
@@ -278,29 +309,95 @@ async def test_a_lost_structure_marks_its_members_bad() -> None:
     ]
 
 
-class PlanningDevice(FakeDevice):
-    """A connector that plans per tag list, as the Modbus one does."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.prepared: list[int] = []  # ids of the tag lists planned, in order
-        self.read_lists: list[int] = []
-
-    def prepare(self, tags: Sequence[TagBase]) -> None:
-        assert not self.read_lists, "prepared after a scan had started"
-        self.prepared.append(id(tags))
-
-    async def read(self, tags: Sequence[TagBase]) -> list[Sample]:
-        self.read_lists.append(id(tags))
-        return await super().read(tags)
-
-
-async def test_every_tag_list_a_scan_reads_was_prepared_before_the_first_scan() -> None:
-    batches: list[Batch] = []
-    device = PlanningDevice()
+async def test_each_scan_is_planned_once_per_connection_not_per_scan() -> None:
+    device = FakeDevice()
     t = tags({"name": "fast", "scan": "20ms"}, {"name": "slow", "scan": "60ms"})
-    runner = SourceRunner(source(), t, device, batches.append)
-    await run_for(runner, lambda: len(device.read_lists) >= 8)
-    assert len(device.prepared) == 3  # each group, and both together
-    assert set(device.read_lists) <= set(device.prepared)
-    assert len(set(device.read_lists)) >= 2  # scans of the fast group alone and of both
+    runner = SourceRunner(source(), t, device, lambda b: None)
+    task = asyncio.create_task(runner.run())
+    try:
+        await async_wait_until(lambda: len(device.reads) >= 8)
+        # Each group, and both together (the first scan), planned once, before the first scan.
+        assert sorted(p.names for p in device.plans) == [("fast",), ("fast", "slow"), ("slow",)]
+        assert device.read_plans[0] is device.plans[-1]  # everything, read first
+        device.up = False
+        await async_wait_until(lambda: runner.stats.state == "lost")
+        device.up = True
+        await async_wait_until(lambda: device.connects == 2 and device.read_plans[-1].reads >= 3)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    # The second connection planned each scan again, once; every read used its own plans.
+    assert [p.connection for p in device.plans] == [1, 1, 1, 2, 2, 2]
+    assert {p.names for p in device.plans[3:]} == {p.names for p in device.plans[:3]}
+
+
+async def test_a_combination_of_groups_falling_due_together_reuses_its_scan() -> None:
+    device = FakeDevice()
+    t = tags(
+        {"name": "a", "scan": "20ms"}, {"name": "b", "scan": "40ms"}, {"name": "c", "scan": "100ms"}
+    )
+    runner = SourceRunner(source(), t, device, lambda b: None)
+
+    def combination_reads() -> int:  # a and b due together, without c: made on first use
+        return sum(names == ["a", "b"] for names in device.reads)
+
+    await run_for(runner, lambda: combination_reads() >= 3)
+    plans: dict[tuple[str, ...], set[int]] = {}
+    for plan in device.read_plans:
+        plans.setdefault(plan.names, set()).add(id(plan))
+    assert all(len(ids) == 1 for ids in plans.values()), plans  # one plan per combination
+    assert len(device.plans) == len({p.names for p in device.plans}) <= 7  # 2**3 - 1 at most
+
+
+async def test_a_tags_quality_change_is_logged_once_by_the_runtime(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "gateway")
+    device = FakeDevice()
+    device.refused["b"] = "read holding:5+1: Modbus exception 2 (illegal data address)"
+    runner = SourceRunner(source(), tags({"name": "a"}, {"name": "b"}), device, lambda b: None)
+    task = asyncio.create_task(runner.run())
+    try:
+        await async_wait_until(lambda: len(device.reads) >= 3)
+        # A lost connection is one line of its own; b, still refused after it, is not news.
+        device.up = False
+        await async_wait_until(lambda: runner.stats.state == "lost")
+        device.up = True
+        await async_wait_until(lambda: device.connects == 2 and len(device.reads) >= 6)
+        del device.refused["b"]
+        n = len(device.reads)
+        await async_wait_until(lambda: len(device.reads) >= n + 3)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    quality = [r.getMessage() for r in caplog.records if r.name == "gateway.quality"]
+    assert quality == [
+        "dev: tag(s) not good: b (read holding:5+1: Modbus exception 2 (illegal data address))",
+        "dev: tag(s) good again: b",
+    ]
+
+
+async def test_a_subscribed_tags_quality_change_is_logged_once_by_the_runtime(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "gateway.quality")
+    batches: list[Batch] = []
+    device = FakeSubscriber()
+    t = tags({"name": "a", "heartbeat": "20ms"})
+    runner = SourceRunner(source(scan="20ms"), t, device, batches.append)
+    task = asyncio.create_task(runner.run())
+    try:
+        await async_wait_until(lambda: device.deliver is not None)
+        bad = Sample(None, Quality.BAD, reason="BadNoCommunication")
+        device.deliver([(0, bad)])
+        device.deliver([(0, bad)])
+        n = len(batches)  # the ticks offer the latest (bad) sample again: no news either
+        await async_wait_until(lambda: len(batches) >= n + 2, what="two heartbeats")
+        device.deliver([(0, Sample(1.5))])
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert caplog.messages == [
+        "dev: tag(s) not good: a (BadNoCommunication)",
+        "dev: tag(s) good again: a",
+    ]
