@@ -91,8 +91,9 @@ lint: venv
 pytest: venv mosquitto node-deps cluster-deps
 	$(BIN)/pytest
 
-bench: venv mosquitto
-	$(BIN)/python -m bench
+# The end-to-end figures; the other benches are listed in README.md (python -m bench.<name>).
+bench: venv mosquitto mosquitto-clients
+	$(BIN)/python -m bench.pipeline
 
 # bench.peers and bench.profile (benches, so not part of `make test`): Node-RED from the npm
 # registry with the committed lock file, mosquitto_sub/mosquitto_pub, and py-spy in the venv

@@ -324,7 +324,6 @@ class Gateway:
 
     async def _metrics_loop(self) -> None:
         """Publish the counters and refresh the health file, every metrics_interval."""
-        interval = self.config.gateway.metrics_interval
         replayed, stamp = self.publisher.stats.replayed, time.monotonic()
         failing: str | None = None
         while True:
@@ -338,7 +337,8 @@ class Gateway:
                 "oldest_unsent_age_s": age,
             }
             now = time.monotonic()
-            rate = (self.publisher.stats.replayed - replayed) / max(1e-9, now - stamp)
+            # max(0, ...): a reload that changed mqtt: starts a new publisher, counting from 0
+            rate = max(0, self.publisher.stats.replayed - replayed) / max(1e-9, now - stamp)
             snapshot["readings"]["replay_rate"] = round(rate, 1)
             replayed, stamp = self.publisher.stats.replayed, now
             try:
@@ -350,4 +350,4 @@ class Gateway:
             else:
                 failing = None
             self.publisher.publish_metrics(json.dumps(snapshot, separators=(",", ":")).encode())
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self.config.gateway.metrics_interval)  # a reload may change it

@@ -15,6 +15,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.cli import main
+from gateway.config import Config
 from simulators.broker import Mosquitto, free_port
 from simulators.logix import LogixSimulator
 from simulators.modbus import ModbusSimulator
@@ -269,3 +270,67 @@ async def test_opc_ua_and_logix_writes_through_the_gateway(
     assert refused is not None
     assert refused["result"] == "failed"
     assert "CIP status 0x0F" in refused["reason"]
+
+
+async def test_writes_racing_reloads_each_get_one_result_and_follow_the_new_map(
+    tmp_path: Path, mosquitto: Mosquitto, modbus_sim: ModbusSimulator
+) -> None:
+    mes = Mes(mosquitto.port)
+    config = writes_config(tmp_path, mosquitto.port, modbus_sim.port)
+    path = write_config(tmp_path / "gw.yaml", config)
+    def mode_writes() -> int:
+        return sum(n for (_, _, address), n in modbus_sim.writes.items() if address == 151)  # mode
+
+    sent: list[str] = []
+
+    def send_some(label: str, count: int) -> None:
+        for n in range(count):
+            command = f"{label}-{n}"
+            mes.send("press1", "mode", 1 + n % 3, command)
+            sent.append(command)
+
+    try:
+        async with running(Config.model_validate(config)) as gateway:
+            gateway.path = path
+            await async_wait_until(lambda: gateway.runners[0].stats.state == "connected", 10)
+            modbus_sim.writes.clear()
+            # Commands in flight while press1 restarts with a changed tag list: the device takes
+            # its time over each write, so the restart comes in the middle of one.
+            modbus_sim.faults.write_stall = 0.2
+            send_some("before", 10)
+            await async_wait_until(lambda: mode_writes() >= 1, 10)
+            changed = writes_config(tmp_path, mosquitto.port, modbus_sim.port)
+            changed["sources"][0]["tags"].append({"name": "extra", "address": "holding:160"})
+            write_config(path, changed)
+            assert await gateway.reload()
+            modbus_sim.faults.write_stall = 0.0
+            send_some("during", 10)
+            await async_wait_until(lambda: all(mes.result(c) for c in sent), 20)
+            # Then a map that takes `mode`'s write permission away: the next commands are refused
+            # by the rules and nothing more reaches the device.
+            locked = writes_config(tmp_path, mosquitto.port, modbus_sim.port)
+            for tag in locked["sources"][0]["tags"]:
+                if tag["name"] == "mode":
+                    tag.pop("write")
+                    tag["writable"] = False
+            write_config(path, locked)
+            assert await gateway.reload()
+            await async_wait_until(lambda: gateway.runners[0].stats.state == "connected", 10)
+            reached = mode_writes()
+            send_some("after", 5)
+            await async_wait_until(lambda: all(mes.result(c) for c in sent), 20)
+            assert mode_writes() == reached
+    finally:
+        mes.stop()
+    for command in sent:  # exactly one result each
+        assert len(mes.results[command]) == 1, (command, mes.results[command])
+    results = {c: mes.results[c][0] for c in sent}
+    raced = [r for c, r in results.items() if not c.startswith("after")]
+    assert {r["result"] for r in raced} <= {"written", "failed"}, raced
+    assert any(r["result"] == "written" for r in raced)
+    written = sum(r["result"] == "written" for r in raced)
+    failed = sum(r["result"] == "failed" for r in raced)
+    # A failed one may still have reached the device (its connection closed under it).
+    assert written <= reached <= written + failed
+    after = [r for c, r in results.items() if c.startswith("after")]
+    assert {(r["result"], r["rule"]) for r in after} == {("refused", "not_writable")}, after
