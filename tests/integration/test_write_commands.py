@@ -278,6 +278,7 @@ async def test_writes_racing_reloads_each_get_one_result_and_follow_the_new_map(
     mes = Mes(mosquitto.port)
     config = writes_config(tmp_path, mosquitto.port, modbus_sim.port)
     path = write_config(tmp_path / "gw.yaml", config)
+
     def mode_writes() -> int:
         return sum(n for (_, _, address), n in modbus_sim.writes.items() if address == 151)  # mode
 
