@@ -13,10 +13,11 @@ from pymodbus.constants import ExcCodes
 from connectors.modbus.config import ModbusSource, ModbusTag
 from connectors.modbus.connector import ModbusConnector
 from gateway.errors import DeviceError, WriteUnconfirmed
-from gateway.models import Quality, Value, epoch_ms
-from gateway.writes import Accepted, Command, RateLimiter, Refused, Rule, check_write
+from gateway.models import Quality, Value
+from gateway.writes import Accepted, Refused, Rule
 from simulators.modbus import ModbusSimulator
 from tests.helpers import async_wait_until
+from tests.writing import decide, handle
 
 pytestmark = pytest.mark.integration
 
@@ -73,32 +74,6 @@ async def connect() -> AsyncIterator[Any]:
     yield open_connector
     for conn in opened:
         await conn.close()
-
-
-def decide(conn: ModbusConnector, tag: ModbusTag, value: Value) -> Accepted | Refused:
-    """What the command wiring does first: the rules, with the connector's PLC type."""
-    now = epoch_ms()
-    return check_write(
-        Command(value, "cmd", now),
-        writes=True,
-        source=conn.source,
-        tag=tag,
-        plc_type=conn.plc_type(tag),
-        now=now,
-        limiter=RateLimiter(),
-        default_max_age=30.0,
-    )
-
-
-async def handle(conn: ModbusConnector, tag: ModbusTag, value: Value) -> Accepted | Refused:
-    """A command as the wiring handles it: the rules; if they accept, write and read back."""
-    verdict = decide(conn, tag, value)
-    if isinstance(verdict, Accepted):
-        await conn.write(tag, verdict.value)
-        sample = await conn.read_back(tag)
-        assert sample.quality is Quality.GOOD
-        assert verdict.matches(sample.value), (sample.value, verdict.expected)
-    return verdict
 
 
 async def command(conn: ModbusConnector, tag: ModbusTag, value: Value) -> Accepted:

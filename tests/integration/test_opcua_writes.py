@@ -18,10 +18,11 @@ from asyncua.ua.status_codes import StatusCodes
 from connectors.opcua.config import OpcUaSource, OpcUaTag
 from connectors.opcua.connector import OpcUaConnector
 from gateway.errors import ConnectionLost, DeviceError, WriteUnconfirmed
-from gateway.models import Quality, Value, epoch_ms
-from gateway.writes import Accepted, Command, RateLimiter, Refused, Rule, check_write
+from gateway.models import Value
+from gateway.writes import Accepted, Refused, Rule
 from simulators.broker import free_port
 from simulators.opcua import OpcUaSimulator, nsu
+from tests.writing import decide, handle
 
 # One simulator for the module: asyncua's address space takes ~2 s to build.
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -79,32 +80,6 @@ async def line(sim: OpcUaSimulator) -> AsyncIterator[tuple[OpcUaConnector, OpcUa
 def tag_of(src: OpcUaSource, name: str) -> OpcUaTag:
     [tag] = [t for t in src.tags if t.name == name]
     return tag
-
-
-def decide(conn: OpcUaConnector, tag: OpcUaTag, value: Value) -> Accepted | Refused:
-    """What the command wiring does first: the rules, with what the connector learned."""
-    now = epoch_ms()
-    return check_write(
-        Command(value, "cmd", now),
-        writes=True,
-        source=conn.source,
-        tag=tag,
-        plc_type=conn.plc_type(tag),
-        now=now,
-        limiter=RateLimiter(),
-        default_max_age=30.0,
-    )
-
-
-async def handle(conn: OpcUaConnector, tag: OpcUaTag, value: Value) -> Accepted | Refused:
-    """A command as the wiring handles it: the rules; if they accept, write and read back."""
-    verdict = decide(conn, tag, value)
-    if isinstance(verdict, Accepted):
-        await conn.write(tag, verdict.value)
-        sample = await conn.read_back(tag)
-        assert sample.quality is Quality.GOOD
-        assert verdict.matches(sample.value), (sample.value, verdict.expected)
-    return verdict
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: float = 10) -> None:
