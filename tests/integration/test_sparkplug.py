@@ -427,3 +427,52 @@ async def test_a_dcmd_writes_a_writable_tag_and_is_audited(
     entry = json.loads(audit[0])
     assert (entry["tag"], entry["result"], entry["after"]) == ("setpoint", "written", -77)
     assert modbus_sim.context.units[1].holding[150] == (-77) & 0xFFFF
+
+
+async def test_a_reload_births_a_changed_device_again_and_kills_a_removed_one(
+    tmp_path: Path, mosquitto: Mosquitto, modbus_sim: ModbusSimulator
+) -> None:
+    config = sparkplug_config(tmp_path, mosquitto.port, modbus_sim.port)
+    second = {**config["sources"][0], "name": "press2", "tags": TAGS[:1]}
+    config["sources"].append(second)
+    path = write_config(tmp_path / "gw.yaml", config)
+    host = Host(mosquitto.port).start()
+
+    def device_kinds(device: str) -> list[str]:
+        return [t.split("/")[2] for t, _ in host.decoded() if t.endswith(f"/{device}")]
+
+    try:
+        async with running(Config.model_validate(config)) as gw:
+            gw.path = path
+            await async_wait_until(lambda: device_kinds("press2").count("DDATA") >= 2, 20)
+            changed = sparkplug_config(tmp_path, mosquitto.port, modbus_sim.port)
+            changed["sources"][0]["tags"] = [
+                *TAGS,
+                {"name": "added", "address": "holding:11", "report": "always"},
+            ]
+            write_config(path, changed)  # press1 changed, press2 removed
+            assert await gw.reload()
+            await async_wait_until(lambda: "DDEATH" in device_kinds("press2"), 10)
+            await async_wait_until(lambda: device_kinds("press1").count("DBIRTH") == 2, 10)
+            await async_wait_until(lambda: device_kinds("press1")[-1] == "DDATA", 10)
+            assert gw.publisher.stats.connects == 1  # the same session: no NDEATH, no NBIRTH
+            while_running = host.kinds()
+    finally:
+        host.stop()
+    assert while_running.count("NBIRTH") == 1
+    assert "NDEATH" not in while_running
+    assert device_kinds("press2")[-1] == "DDEATH"  # nothing of press2 after its death
+    births = [b for t, b in host.decoded() if t.endswith("/DBIRTH/" + EDGE + "/press1")]
+    names = [{m["name"] for m in b["metrics"]} for b in births]
+    assert "added" not in names[0]
+    assert "added" in names[1]
+    press1 = device_kinds("press1")
+    assert press1[press1.index("DBIRTH", 1) + 1] == "DDATA"  # born again before its data
+    added = [
+        m
+        for t, b in host.decoded()
+        if t.endswith("/DDATA/" + EDGE + "/press1")
+        for m in b.get("metrics", [])
+        if m.get("name") == "added"
+    ]
+    assert added  # the new metric's readings arrive, by its alias from the new birth
