@@ -69,6 +69,9 @@ class WriteDesk:
         self.ready = asyncio.Event()  # an audit entry waits to be published
         self.counts: dict[str, int] = {}  # results by kind, for metrics
         self._publishing: set[int] = set()  # audit ids whose messages are in flight
+        # Audit ids the broker acknowledged whose "published" mark may not be committed yet:
+        # the database still lists them as pending for a moment, and they must not go out twice.
+        self._acked: set[int] = set()
 
     def submit(self, source: str, tag: str, payload: bytes) -> None:
         """A command arrived (called on the event loop, from the broker connection)."""
@@ -126,6 +129,14 @@ class WriteDesk:
         except MalformedCommand as exc:
             await self._answer(source, tag, exc.id, None, arrived, "refused", "malformed", str(exc))
             return
+        # One command at a time per source, and judged by the tag map and the connection in
+        # force when its turn comes: a command queued across a reload meets the new map.
+        async with self._locks.setdefault(source, asyncio.Lock()):
+            await self._decide_and_write(source, tag, command, arrived)
+
+    async def _decide_and_write(
+        self, source: str, tag: str, command: Command, arrived: int
+    ) -> None:
         target = self.targets(source, tag)
         if target is None:
             await self._answer(
@@ -175,9 +186,7 @@ class WriteDesk:
                 f"{source} is not connected to its device",
             )
             return
-        lock = self._locks.setdefault(source, asyncio.Lock())
-        async with lock:
-            outcome = await self._write(connector, target.tag, verdict)
+        outcome = await self._write(connector, target.tag, verdict)
         await self._answer(source, tag, command.id, command, arrived, *outcome)
 
     async def _write(
@@ -252,8 +261,10 @@ class WriteDesk:
         ``{prefix}/_gateway/audit`` and (``results``) the command's ``…/set/result``, QoS 1;
         an entry is marked published once the broker acknowledged all of its messages."""
         self.ready.clear()
-        for audit_id, record in await self.buffer.audit_pending():
-            if audit_id in self._publishing:
+        pending = await self.buffer.audit_pending()
+        self._acked &= {audit_id for audit_id, _ in pending}  # the rest are marked for good
+        for audit_id, record in pending:
+            if audit_id in self._publishing or audit_id in self._acked:
                 continue
             entry = json.loads(record)
             messages = [(f"{prefix}/_gateway/audit", record.encode())]
@@ -267,6 +278,7 @@ class WriteDesk:
                 left[0] -= 1
                 if not left[0]:
                     self._publishing.discard(audit_id)
+                    self._acked.add(audit_id)
                     self.buffer.audit_published(audit_id)
 
             for topic, payload in messages:
