@@ -7,7 +7,8 @@ reading ``--tags`` holding registers every ``--scan`` (``report: always``: every
 Each gateway's tree is counted by its own ``mosquitto_sub`` (QoS 1), whose output a thread here
 scans for ``"seq":`` markers only: no JSON parsed. After the window the gateways are stopped
 (SIGTERM: they flush), and every seq each one committed (its buffer's ``last_seq``) must have
-arrived: ``lost`` is the count of those that did not.
+arrived or still be in its buffer (``kept``: a gateway that fell behind stops with a backlog):
+``lost`` counts those that are neither.
 
 Figures over the window after a warm-up, per gateway: CPU (user + system from
 ``/proc/<pid>/stat``) as % of one core, RSS at the end, readings/s delivered; the broker's and
@@ -33,7 +34,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,11 +147,16 @@ class SeqCounter:
                 for s in seqs:
                     self.seen[s] = 1
 
-    def missing(self, upto: int) -> int:
-        """Seqs 1..upto not received."""
+    def missing(self, upto: int, kept: Sequence[tuple[int, int]] = ()) -> int:
+        """Seqs 1..upto neither received nor in ``kept``, (first_seq, count) ranges still in
+        the buffer."""
         with self.lock:
-            have = min(len(self.seen), upto + 1)
-            return self.seen.count(0, 1, have) + max(0, upto + 1 - have)
+            seen = bytearray(self.seen)
+        if len(seen) <= upto:
+            seen.extend(bytes(upto + 1 - len(seen)))
+        for first, count in kept:
+            seen[first : first + count] = b"\x01" * count
+        return seen.count(0, 1, upto + 1)
 
     def stop(self) -> None:
         """End mosquitto_sub; the thread ends with its output."""
@@ -163,14 +169,16 @@ class SeqCounter:
         self._thread.join(10)
 
 
-def last_seq(line: Line) -> int:
-    """The last seq the line's gateway committed."""
+def buffer_state(line: Line) -> tuple[int, list[tuple[int, int]]]:
+    """The last seq the line's gateway committed, and the (first_seq, count) of the batches
+    still in its buffer (a gateway that fell behind stops with a backlog: kept, not lost)."""
     db = sqlite3.connect(f"file:{line.buffer}?mode=ro", uri=True)
     try:
         row = db.execute("SELECT last_seq FROM sources WHERE name = 'press1'").fetchone()
+        kept = db.execute("SELECT first_seq, count FROM batches WHERE source = 'press1'").fetchall()
     finally:
         db.close()
-    return int(row[0]) if row else 0
+    return (int(row[0]) if row else 0), [(int(f), int(c)) for f, c in kept]
 
 
 def subscribed(port: int, lines: list[Line], counters: list[SeqCounter]) -> None:
@@ -262,13 +270,13 @@ def run_fleet(
             if exited:
                 raise SystemExit(f"a gateway exited:\n{exited[0].read_text()[-3000:]}")
         # Stopped and flushed: every seq a gateway committed must arrive.
-        committed = [last_seq(line) for line in lines]
+        states = [buffer_state(line) for line in lines]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and any(
-            c.missing(top) for c, top in zip(counters, committed, strict=True)
+            c.missing(top, kept) for c, (top, kept) in zip(counters, states, strict=True)
         ):
             time.sleep(0.2)
-        lost = [c.missing(top) for c, top in zip(counters, committed, strict=True)]
+        lost = [c.missing(top, kept) for c, (top, kept) in zip(counters, states, strict=True)]
     finally:
         for counter in counters:
             counter.stop()
@@ -279,7 +287,8 @@ def run_fleet(
         "rss": rss,
         "rate": [g / wall for g in got],
         "lost": lost,
-        "committed": committed,
+        "committed": [top for top, _ in states],
+        "kept": [sum(count for _, count in kept) for _, kept in states],
         "broker_cpu": 100 * other["broker"] / wall,
         "broker_rss": broker_rss,
         "sim_cpu": 100 * sum(v for k, v in other.items() if k.startswith("sim")) / wall,
@@ -306,62 +315,47 @@ def mean(values: list[float]) -> float:
 
 def rows_of(layout: str, alone: dict[str, Any], fleet: dict[str, Any]) -> list[tuple[str, ...]]:
     """Per gateway, then the broker, the simulators, the subscribers and totals."""
-    rows: list[tuple[str, ...]] = []
-    for name, cpu, rss, rate, lost in zip(
-        fleet["lines"], fleet["cpu"], fleet["rss"], fleet["rate"], fleet["lost"], strict=True
-    ):
-        rows.append((layout, name, f"{cpu:.1f}", f"{rss:.0f}", f"{rate:,.0f}", str(lost)))
-    rows.append(
-        (
-            layout,
-            f"alone: {alone['lines'][0]}",
-            f"{alone['cpu'][0]:.1f}",
-            f"{alone['rss'][0]:.0f}",
-            f"{alone['rate'][0]:,.0f}",
-            str(alone["lost"][0]),
+
+    def row(*cells: str) -> tuple[str, ...]:
+        return (layout, *cells, *[""] * (len(HEADER) - 1 - len(cells)))
+
+    def gateway(name: str, figures: dict[str, Any], n: int) -> tuple[str, ...]:
+        return row(
+            name,
+            f"{figures['cpu'][n]:.1f}",
+            f"{figures['rss'][n]:.0f}",
+            f"{figures['rate'][n]:,.0f}",
+            str(figures["lost"][n]),
+            str(figures["kept"][n]),
         )
-    )
-    n = len(fleet["lines"])
-    rows += [
-        (
-            layout,
+
+    count = len(fleet["lines"])
+    rows = [gateway(name, fleet, n) for n, name in enumerate(fleet["lines"])]
+    return [
+        *rows,
+        gateway(f"alone: {alone['lines'][0]}", alone, 0),
+        row(
             "fleet mean per gateway / alone",
             f"{mean(fleet['cpu']) / alone['cpu'][0]:.2f}x",
             f"{mean(fleet['rss']) / alone['rss'][0]:.2f}x",
             f"{mean(fleet['rate']) / alone['rate'][0]:.2f}x",
-            "",
         ),
-        (
-            layout,
-            "broker (fleet)",
-            f"{fleet['broker_cpu']:.1f}",
-            f"{fleet['broker_rss']:.0f}",
-            "",
-            "",
-        ),
-        (
-            layout,
-            "broker (alone)",
-            f"{alone['broker_cpu']:.1f}",
-            f"{alone['broker_rss']:.0f}",
-            "",
-            "",
-        ),
-        (layout, "simulator (fleet)", f"{fleet['sim_cpu']:.1f}", "", "", ""),
-        (layout, f"{n} mosquitto_sub + counter", f"{fleet['sub_cpu']:.1f}", "", "", ""),
-        (
-            layout,
-            f"total, {n} gateways",
+        row("broker (fleet)", f"{fleet['broker_cpu']:.1f}", f"{fleet['broker_rss']:.0f}"),
+        row("broker (alone)", f"{alone['broker_cpu']:.1f}", f"{alone['broker_rss']:.0f}"),
+        row("simulator (fleet)", f"{fleet['sim_cpu']:.1f}"),
+        row(f"{count} mosquitto_sub + counter", f"{fleet['sub_cpu']:.1f}"),
+        row(
+            f"total, {count} gateways",
             f"{sum(fleet['cpu']):.1f}",
             f"{sum(fleet['rss']):.0f}",
             f"{sum(fleet['rate']):,.0f}",
             str(sum(fleet["lost"])),
+            str(sum(fleet["kept"])),
         ),
     ]
-    return rows
 
 
-HEADER = ("layout", "process", "CPU %", "RSS MiB", "readings/s", "lost")
+HEADER = ("layout", "process", "CPU %", "RSS MiB", "readings/s", "lost", "kept")
 
 
 def main() -> None:
