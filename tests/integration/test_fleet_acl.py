@@ -215,7 +215,9 @@ async def test_mes_reads_every_line_and_may_publish_commands_only(
             now = int(time.time() * 1000)
             sent = mes.publish(command, {"value": 42, "id": "mes-1", "ts": now})
             await async_wait_until(lambda: mes.answer(sent) is not None, 10, "PUBACK")
-            assert not mes.answer(sent).is_failure  # type: ignore[union-attr]
+            answer = mes.answer(sent)
+            assert answer is not None
+            assert not answer.is_failure, answer
 
             def result() -> list[Any]:
                 return mes.on(f"{command}/result")
