@@ -49,6 +49,7 @@ class Mosquitto:
         tls: tuple[Path, Path] | None = None,
         autosave_interval: int = 1,
         client_ca: Path | None = None,
+        acl_file: Path | None = None,
     ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
@@ -56,6 +57,7 @@ class Mosquitto:
         self.users = users  # name -> password; anonymous clients are refused when set
         self.tls = tls  # (certificate, key) for a TLS listener
         self.client_ca = client_ca  # with tls: clients must show a certificate this CA signed
+        self.acl_file = acl_file  # mosquitto's acl_file: who may publish and read which topics
         # Seconds between saves of the persistence file (0: only when stopped). Every second
         # survives a SIGKILL; a benchmark queueing gigabytes needs the save at stop only.
         self.autosave_interval = autosave_interval
@@ -91,6 +93,8 @@ class Mosquitto:
                     capture_output=True,
                 )
             lines += ["allow_anonymous false", f"password_file {passwords}"]
+        if self.acl_file is not None:
+            lines.append(f"acl_file {self.acl_file}")
         lines += [
             "max_queued_messages 1000000",
             "max_inflight_messages 0",

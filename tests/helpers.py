@@ -97,6 +97,8 @@ class Recorder:
     topic: str
     persistent: bool = True
     client_id: str = "recorder"
+    username: str | None = None  # a broker with a password file (and an ACL) wants a user
+    password: str | None = None
     messages: list[Message] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     subscribed: threading.Event = field(default_factory=threading.Event)
@@ -107,6 +109,8 @@ class Recorder:
         self.client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=not self.persistent
         )
+        if self.username is not None:
+            self.client.username_pw_set(self.username, self.password)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(self.topic, qos=1)
         self.client.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()
         self.client.on_message = self._on_message
