@@ -97,19 +97,17 @@ def export(name: str, into: Path) -> Revision:
     return revision
 
 
-class SeqCounter(Counter):
-    """mosquitto_sub counted as bench.peers does, and every reading's ``seq`` recorded."""
+class Seqs:
+    """Every ``seq`` in mosquitto_sub's output, fed as it is read (a line may straddle reads)."""
 
-    def __init__(self, port: int, topic: str) -> None:
+    def __init__(self) -> None:
         self.seen = bytearray()  # one byte per seq: 1 once received
         self.top = 0  # the highest seq received
         self._partial = b""  # a line not yet ended in the last read
-        self.lock = threading.Lock()
-        super().__init__(port, topic)
+        self.lock = threading.Lock()  # fed by the counting thread, asked by the main one
 
     def feed(self, chunk: bytes) -> None:
-        """Count one read of the output and mark the seqs of its complete lines."""
-        super().feed(chunk)
+        """Mark the seqs of the lines this read completes."""
         head, _, self._partial = (self._partial + chunk).rpartition(b"\n")
         seqs = [int(s) for s in SEQ.findall(head)]
         if not seqs:
@@ -127,6 +125,19 @@ class SeqCounter(Counter):
         with self.lock:
             have = min(len(self.seen), upto + 1)
             return self.seen.count(0, 1, have) + max(0, upto + 1 - have)
+
+
+class SeqCounter(Counter):
+    """mosquitto_sub counted as bench.peers does, and every reading's ``seq`` recorded."""
+
+    def __init__(self, port: int, topic: str) -> None:
+        self.seqs = Seqs()  # before the counting thread starts
+        super().__init__(port, topic)
+
+    def feed(self, chunk: bytes) -> None:
+        """Count one read of the output and mark its seqs."""
+        super().feed(chunk)
+        self.seqs.feed(chunk)
 
 
 @dataclass
@@ -197,7 +208,7 @@ def run_case(
         committed = last_seq(db)
         # What the stopped gateway sent may still be on its way through the broker.
         deadline = time.monotonic() + 30
-        while counter.missing(counter.top) and time.monotonic() < deadline:
+        while counter.seqs.missing(counter.seqs.top) and time.monotonic() < deadline:
             time.sleep(0.2)
     finally:
         counter.stop()
@@ -210,8 +221,8 @@ def run_case(
         us=1e6 * (cpu1 - cpu0) / values if values else float("nan"),
         p50=percentile(counter.ages, 50),
         p99=percentile(counter.ages, 99),
-        lost=counter.missing(counter.top),
-        unsent=committed - counter.top,
+        lost=counter.seqs.missing(counter.seqs.top),
+        unsent=committed - counter.seqs.top,
     )
 
 
