@@ -11,7 +11,8 @@ here as bench.peers does, which also records every ``seq`` it sees.
 Runs are interleaved (round 1: A, B, C for each case; round 2: the same again…), so drift in the
 machine's load falls on every revision alike. Figures per run, over the window after a warm-up:
 readings/s delivered to mosquitto_sub, readings/s committed to the buffer (its ``last_seq``),
-gateway CPU (user + system) as % of one core and per reading delivered, and value age (arrival
+gateway CPU (user + system) as % of one core and per reading delivered, the broker's and the
+subscriber's CPU (to show when they set the pace), and value age (arrival
 at mosquitto_sub minus the payload's ``ts``). After the window the gateway is stopped with
 SIGTERM; ``lost`` is the seqs missing below the highest one received, ``unsent`` what was
 committed above it (still in the buffer at the stop, not lost). The table gives the median of
@@ -147,11 +148,18 @@ class Run:
     rate: float  # readings/s delivered to mosquitto_sub
     committed: float  # readings/s committed to the buffer
     cpu: float  # gateway CPU, % of one core
+    broker: float  # mosquitto's CPU, % of one core
+    subscriber: float  # mosquitto_sub's CPU and this process's (the counting thread), likewise
     us: float  # gateway CPU per reading delivered, microseconds
     p50: float
     p99: float
     lost: int
     unsent: int
+
+
+def others_cpu(broker: int, subscriber: int) -> tuple[float, float]:
+    """CPU seconds so far of the broker, and of mosquitto_sub with this process's counting."""
+    return proc_cpu_seconds(broker), proc_cpu_seconds(subscriber) + time.process_time()
 
 
 @contextlib.contextmanager
@@ -184,6 +192,7 @@ def run_case(
     work.mkdir(parents=True)
     broker = Mosquitto(work / "broker", persistence=False)
     broker.start()
+    assert broker.proc is not None
     counter = SeqCounter(broker.port, f"{PREFIX}/press1/#")
     cfg = config(work, broker.port, modbus, args.tags, layout, "normal")
     db = work / "buffer.db"
@@ -197,12 +206,14 @@ def run_case(
                 time.sleep(0.1)
             time.sleep(args.warmup)
             cpu0, read0 = proc_cpu_seconds(proc.pid), last_seq(db)
+            others0 = others_cpu(broker.proc.pid, counter.proc.pid)
             t0, values0 = time.monotonic(), counter.values
             counter.sampling = True
             time.sleep(args.seconds)
             counter.sampling = False
             t1, values1 = time.monotonic(), counter.values
             cpu1, read1 = proc_cpu_seconds(proc.pid), last_seq(db)
+            others1 = others_cpu(broker.proc.pid, counter.proc.pid)
             if proc.poll() is not None:
                 raise SystemExit(f"{revision.label} exited:\n{log.read_text()[-3000:]}")
         committed = last_seq(db)
@@ -218,6 +229,8 @@ def run_case(
         rate=values / wall,
         committed=(read1 - read0) / wall,
         cpu=100 * (cpu1 - cpu0) / wall,
+        broker=100 * (others1[0] - others0[0]) / wall,
+        subscriber=100 * (others1[1] - others0[1]) / wall,
         us=1e6 * (cpu1 - cpu0) / values if values else float("nan"),
         p50=percentile(counter.ages, 50),
         p99=percentile(counter.ages, 99),
@@ -250,6 +263,8 @@ HEADER = (
     "of asked",
     "committed/s",
     "CPU %",
+    "broker CPU %",
+    "sub CPU %",
     "CPU us/reading",
     "age p50 ms",
     "age p99 ms",
@@ -277,6 +292,8 @@ def rows_of(
                 f"{f.median('rate') / asked:.2f}",
                 f"{f.median('committed'):,.0f}",
                 f"{f.median('cpu'):.0f}",
+                f"{f.median('broker'):.0f}",
+                f"{f.median('subscriber'):.0f}",
                 f"{f.median('us'):.1f}",
                 f"{f.median('p50'):.0f}",
                 f"{f.median('p99'):.0f}",
