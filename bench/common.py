@@ -128,3 +128,16 @@ async def serve_until_sigterm(sim: Simulator) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await stop.wait()
     await sim.stop()
+
+
+def terminate(proc: subprocess.Popen[bytes], grace: float = 30, what: str | None = None) -> None:
+    """SIGTERM a process and wait ``grace`` seconds for it, then SIGKILL it (saying so when
+    ``what`` names it)."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        if what is not None:
+            print(f"{what} did not stop within {grace:.0f} s", file=sys.stderr)
+        proc.kill()
+        proc.wait()

@@ -41,7 +41,7 @@ from typing import Any
 
 import yaml
 
-from bench.common import cpu_count, free_port, table
+from bench.common import cpu_count, free_port, table, terminate
 from bench.opcua import proc_cpu_seconds, proc_rss_mib
 from bench.peers import START, Case, choice_list, find_mosquitto_client, simulator
 from gateway import __version__
@@ -160,12 +160,7 @@ class SeqCounter:
 
     def stop(self) -> None:
         """End mosquitto_sub; the thread ends with its output."""
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc, 10)
         self._thread.join(10)
 
 

@@ -42,7 +42,7 @@ from asyncua import ua
 from asyncua.client.client import Client
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.common import free_port, percentile, serve_until_sigterm, serving, table
+from bench.common import free_port, percentile, serve_until_sigterm, serving, table, terminate
 from connectors.opcua.config import OpcUaSource
 from connectors.opcua.connector import OpcUaConnector, chunks, read_request
 from connectors.opcua.resolve import resolve
@@ -382,12 +382,7 @@ def gateway_process(
     try:
         yield broker, proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc)
         log.close()
         broker.stop()
 

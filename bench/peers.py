@@ -50,7 +50,15 @@ import yaml
 from asyncua.client.client import Client
 
 from bench import nodered
-from bench.common import cpu_count, free_port, percentile, serve_until_sigterm, serving, table
+from bench.common import (
+    cpu_count,
+    free_port,
+    percentile,
+    serve_until_sigterm,
+    serving,
+    table,
+    terminate,
+)
 from bench.nodered.flows import SETTINGS, modbus_flow, opcua_flow
 from bench.opcua import proc_cpu_seconds, proc_rss_mib, source_dict
 from bench.pipeline import PREFIX
@@ -191,12 +199,7 @@ class Counter(Tally):
 
     def stop(self) -> None:
         """End mosquitto_sub; the thread ends with its output."""
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc, 10)
         self._thread.join(10)
 
 
@@ -323,12 +326,7 @@ def side_process(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]
     try:
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc)
 
 
 def values_read(case: Case, side: str, work: Path) -> float:

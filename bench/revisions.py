@@ -40,7 +40,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import cpu_count, free_port, percentile, simulator_process, table
+from bench.common import cpu_count, free_port, percentile, simulator_process, table, terminate
 from bench.peers import Counter
 from bench.pipeline import PREFIX, config, last_seq, proc_cpu_seconds
 from simulators.broker import Mosquitto
@@ -176,13 +176,7 @@ def gateway(revision: Revision, cfg: Path, log: Path) -> Iterator[subprocess.Pop
     try:
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            print(f"gateway did not stop within 60 s; see {log}", file=sys.stderr)
-            proc.kill()
-            proc.wait()
+        terminate(proc, 60, f"the gateway (log: {log})")
 
 
 def run_case(
