@@ -112,8 +112,15 @@ def test_mqtt_changes_reconnect_and_the_buffer_path_cannot_change(
             elsewhere["gateway"]["buffer"]["path"] = str(tmp_path / "other" / "buffer.db")
             write_config(path, elsewhere)
             wait_until(lambda: "a restart is needed" in log.read_text(), 30, "the refusal")
-            health = json.loads((tmp_path / "health.json").read_text())
-            assert "gateway.buffer.path changes" in health["config"]["last_error"]
+
+            def refusal() -> str:
+                # The log line comes first; the health file is stamped right after it.
+                health = json.loads((tmp_path / "health.json").read_text())
+                return str(health["config"]["last_error"])
+
+            wait_until(
+                lambda: "gateway.buffer.path changes" in refusal(), 10, "the refusal's health"
+            )
             seen = last_seq(new)
             wait_until(lambda: last_seq(new) > seen + 20, 20, "readings go on")
             assert gw.terminate() == 0
