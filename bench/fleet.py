@@ -16,7 +16,7 @@ the simulator's CPU and RSS; totals. Reference in the same run: one gateway alon
 tags (fresh broker, same simulator), so the ratio says what crowding costs.
 
 Run under the shared lock:
-``flock /tmp/bench.lock .venv/bin/python -m bench.fleet [--gateways 20] [--tags 1000]
+``.venv/bin/python -m bench.fleet [--gateways 20] [--tags 1000]
 [--seconds 60] [--scan 1s] [--layouts per_tag,per_batch]`` (needs ``mosquitto_sub``:
 ``make mosquitto-clients``).
 """

@@ -18,7 +18,7 @@ SIGTERM; ``lost`` is the seqs missing below the highest one received, ``unsent``
 committed above it (still in the buffer at the stop, not lost). The table gives the median of
 the rounds and each revision's ratio to the first revision's.
 
-Run: ``flock /tmp/bench.lock .venv/bin/python -m bench.revisions
+Run: ``.venv/bin/python -m bench.revisions
 [--revisions 4fae3e3^,4fae3e3,HEAD] [--cases per_tag,per_batch] [--rounds 3] [--seconds 20]``
 (needs ``mosquitto_sub``: ``make mosquitto-clients``).
 """
