@@ -132,8 +132,9 @@ def test_sparkplug_moving_to_another_node_is_a_new_session(
             wait_until(lambda: host.kinds().count("DDATA") >= 5, 30, "data")
             cluster.kill(0)
             wait_until(lambda: host.kinds().count("NBIRTH") == 2, 30, "a birth on the next node")
-            # The killed node's clients' wills are published by a survivor, seconds later.
-            wait_until(lambda: "NDEATH" in host.kinds(), 30, "the old session's death")
+            # The killed node's clients' wills are published by a survivor 3 to 7 heartbeats
+            # later (1 s each), later still when the machine is loaded: seen past 30 s once.
+            wait_until(lambda: "NDEATH" in host.kinds(), 90, "the old session's death")
             assert gw.terminate() == 0
     finally:
         host.stop()
