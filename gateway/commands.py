@@ -52,6 +52,9 @@ class Target:
     connected: bool
 
 
+Outcome = tuple[str, str | None, str | None, Value, Value]
+"""A command's result, the rule that refused it, the reason, and the value before and after."""
+
 Targets = Callable[[str, str], Target | None]
 """Finds a source's tag and its connector by name (None: the tag map has no such tag)."""
 
@@ -132,24 +135,16 @@ class WriteDesk:
         # One command at a time per source, and judged by the tag map and the connection in
         # force when its turn comes: a command queued across a reload meets the new map.
         async with self._locks.setdefault(source, asyncio.Lock()):
-            await self._decide_and_write(source, tag, command, arrived)
+            outcome = await self._decide_and_write(source, tag, command, arrived)
+        await self._answer(source, tag, command.id, command, arrived, *outcome)
 
     async def _decide_and_write(
         self, source: str, tag: str, command: Command, arrived: int
-    ) -> None:
+    ) -> Outcome:
+        """The rules, then (if they accept) the write and its read-back."""
         target = self.targets(source, tag)
         if target is None:
-            await self._answer(
-                source,
-                tag,
-                command.id,
-                command,
-                arrived,
-                "refused",
-                "not_writable",
-                f"the tag map has no tag {source}/{tag}",
-            )
-            return
+            return "refused", "not_writable", f"the tag map has no tag {source}/{tag}", None, None
         connector = target.connector
         plc = connector.plc_type(target.tag) if connector is not None else None
         verdict = check_write(
@@ -163,35 +158,12 @@ class WriteDesk:
             default_max_age=self.config.gateway.write_max_age,
         )
         if isinstance(verdict, Refused):
-            await self._answer(
-                source,
-                tag,
-                command.id,
-                command,
-                arrived,
-                verdict.result,
-                str(verdict.rule),
-                verdict.reason,
-            )
-            return
+            return verdict.result, str(verdict.rule), verdict.reason, None, None
         if connector is None or not target.connected:
-            await self._answer(
-                source,
-                tag,
-                command.id,
-                command,
-                arrived,
-                "failed",
-                None,
-                f"{source} is not connected to its device",
-            )
-            return
-        outcome = await self._write(connector, target.tag, verdict)
-        await self._answer(source, tag, command.id, command, arrived, *outcome)
+            return "failed", None, f"{source} is not connected to its device", None, None
+        return await self._write(connector, target.tag, verdict)
 
-    async def _write(
-        self, connector: Writer[Any], tag: TagBase, verdict: Accepted
-    ) -> tuple[str, str | None, str | None, Value, Value]:
+    async def _write(self, connector: Writer[Any], tag: TagBase, verdict: Accepted) -> Outcome:
         """Write once, read back; (result, rule, reason, before, after)."""
         before = await _read(connector, tag)
         problem: str | None = None
